@@ -1,0 +1,32 @@
+"""torchgan_lite: small, fast, reusable GAN components for PyTorch.
+
+- :mod:`torchgan_lite.models`: generator/discriminator builders (plain functions).
+- :mod:`torchgan_lite.losses`: loss objects that only compute values, and regularizers.
+- :class:`GANTrainer`: the training loop, with :class:`Event` hooks and checkpoints.
+- :mod:`torchgan_lite.data`: MNIST as one device-resident tensor, and :class:`TensorLoader`.
+"""
+
+from . import callbacks, data, losses, models
+from .data import TensorLoader
+from .events import Event, RemovableHandle
+from .trainer import EpochStats, GANTrainer, StepResult, TrainerState
+from .utils import resolve_device, seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EpochStats",
+    "Event",
+    "GANTrainer",
+    "RemovableHandle",
+    "StepResult",
+    "TensorLoader",
+    "TrainerState",
+    "__version__",
+    "callbacks",
+    "data",
+    "losses",
+    "models",
+    "resolve_device",
+    "seed_everything",
+]

@@ -1,0 +1,140 @@
+"""Ready-made handlers for :class:`~torchgan_lite.GANTrainer` events.
+
+Each callback is a small object with ``attach(trainer)``, which registers its
+handlers (``fn(trainer)``) and returns their removable handles. They read values
+from the device only at their own intervals, so the training step stays free of
+host synchronisation.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from .events import Event, RemovableHandle
+
+if TYPE_CHECKING:
+    from .trainer import GANTrainer
+
+__all__ = ["EpochLogger", "ModelCheckpoint", "ProgressBar"]
+
+
+def _check_every(every: object) -> int:
+    if isinstance(every, bool) or not isinstance(every, int):
+        raise TypeError(f"every must be an int, got {every!r}")
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    return every
+
+
+class ProgressBar:
+    """A tqdm bar over the steps of ``fit``, with live losses and steps/s.
+
+    Args:
+        refresh_every: Steps between reads of the last losses (each read is one
+            host synchronisation).
+        file: Where the bar is drawn (stderr by default).
+        disable: Draw nothing (e.g. on non-zero ranks).
+    """
+
+    def __init__(self, refresh_every: int = 20, file: TextIO | None = None, disable: bool = False) -> None:
+        self.refresh_every = _check_every(refresh_every)
+        self.file = file
+        self.disable = disable
+        self._bar: Any = None
+        self._last_step = 0
+
+    def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:
+        return [
+            trainer.add_callback(Event.FIT_START, self._open),
+            trainer.add_callback(Event.STEP_END, self._update, every=self.refresh_every),
+            trainer.add_callback(Event.FIT_END, self._close),
+            trainer.add_callback(Event.EXCEPTION, self._close),
+        ]
+
+    def _open(self, trainer: GANTrainer) -> None:
+        from tqdm.auto import tqdm
+
+        st = trainer.state
+        per_epoch = len(trainer._data) if hasattr(trainer._data, "__len__") else None
+        total = st.max_epochs * per_epoch if per_epoch is not None else None
+        if st.max_steps is not None:
+            total = st.max_steps if total is None else min(total, st.max_steps)
+        self._bar = tqdm(total=total, initial=st.step, unit="step", dynamic_ncols=True,
+                         file=self.file if self.file is not None else sys.stderr, disable=self.disable)
+        self._last_step = st.step
+
+    def _update(self, trainer: GANTrainer) -> None:
+        if self._bar is None or trainer.state.last is None:
+            return
+        values = trainer.state.last.as_dict()
+        self._bar.set_postfix(epoch=trainer.state.epoch + 1, d=f"{values['d_loss']:.3f}",
+                              g=f"{values['g_loss']:.3f}", refresh=False)
+        self._bar.update(trainer.state.step - self._last_step)
+        self._last_step = trainer.state.step
+
+    def _close(self, trainer: GANTrainer) -> None:
+        if self._bar is not None:
+            self._bar.update(trainer.state.step - self._last_step)
+            self._bar.close()
+            self._bar = None
+
+
+class EpochLogger:
+    """Prints one summary line per completed epoch (mean losses, D outputs, speed)."""
+
+    def __init__(self, every: int = 1, file: TextIO | None = None) -> None:
+        self.every = _check_every(every)
+        self.file = file
+
+    def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:
+        return [trainer.add_callback(Event.EPOCH_END, self._log, every=self.every)]
+
+    def _log(self, trainer: GANTrainer) -> None:
+        h = trainer.state.history[-1]
+        line = (f"epoch {h.epoch}/{trainer.state.max_epochs} step {h.step}: d_loss {h.d_loss:.4f} "
+                f"g_loss {h.g_loss:.4f} D(real) {h.d_real:+.3f} D(fake) {h.d_fake:+.3f} "
+                f"{h.steps_per_s:.1f} steps/s")
+        extra = " ".join(f"{k} {v:.4g}" for k, v in trainer.state.metrics.items())
+        print(line + (f" | {extra}" if extra else ""), file=self.file if self.file is not None else sys.stdout,
+              flush=True)
+
+
+class ModelCheckpoint:
+    """Saves the full trainer state every ``every`` epochs, at the end of fit, and on Ctrl-C.
+
+    Args:
+        path: The checkpoint file (written atomically).
+        every: Epochs between saves.
+        keep_last: Older copies to keep beside it (``path.1`` ...).
+        on_interrupt: Also save when ``fit`` is interrupted by ``KeyboardInterrupt``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], every: int = 1, keep_last: int | None = None,
+                 on_interrupt: bool = True) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        self.path = Path(path)
+        self.every = _check_every(every)
+        self.keep_last = keep_last
+        self.on_interrupt = on_interrupt
+        self.last_saved_step: int | None = None
+
+    def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:
+        handles = [trainer.add_callback(Event.EPOCH_END, self._save, every=self.every),
+                   trainer.add_callback(Event.FIT_END, self._save)]
+        if self.on_interrupt:
+            handles.append(trainer.add_callback(Event.EXCEPTION, self._save_if_interrupted))
+        return handles
+
+    def _save(self, trainer: GANTrainer) -> None:
+        if self.last_saved_step == trainer.state.step and self.path.exists():
+            return  # EPOCH_END and FIT_END at the same step: one write is enough
+        trainer.save_checkpoint(self.path, keep_last=self.keep_last)
+        self.last_saved_step = trainer.state.step
+
+    def _save_if_interrupted(self, trainer: GANTrainer) -> None:
+        if isinstance(trainer.state.exception, KeyboardInterrupt):
+            self._save(trainer)
