@@ -33,7 +33,7 @@ def test_train_step_changes_both_networks(tiny_trainer, tiny_data):
 
 def test_generator_update_leaves_discriminator_weights_and_grads(tiny_trainer, tiny_data):
     t = tiny_trainer
-    t._discriminator_update(tiny_data[:16])
+    t._discriminator_update(tiny_data[:16], None)
     d_weights = _snapshot(t.discriminator)
     d_grads = [p.grad.clone() for p in t.discriminator.parameters()]
     g_weights = _snapshot(t.generator)
@@ -49,7 +49,7 @@ def test_discriminator_update_leaves_generator_alone(tiny_trainer, tiny_data):
     t._generator_update(16)
     g_weights = _snapshot(t.generator)
     g_grads = [p.grad.clone() for p in t.generator.parameters()]
-    t._discriminator_update(tiny_data[:16])
+    t._discriminator_update(tiny_data[:16], None)
     assert _same(g_weights, _snapshot(t.generator))
     assert _same(g_grads, [p.grad for p in t.generator.parameters()])
 

@@ -9,7 +9,8 @@
 from . import callbacks, data, losses, models
 from .data import TensorLoader
 from .events import Event, RemovableHandle
-from .trainer import EpochStats, GANTrainer, StepResult, TrainerState
+from .state import EpochStats, NonFiniteLossError, StepResult, TrainerState
+from .trainer import GANTrainer
 from .utils import resolve_device, seed_everything
 
 __version__ = "0.1.0"
@@ -18,6 +19,7 @@ __all__ = [
     "EpochStats",
     "Event",
     "GANTrainer",
+    "NonFiniteLossError",
     "RemovableHandle",
     "StepResult",
     "TensorLoader",

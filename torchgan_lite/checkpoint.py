@@ -15,20 +15,26 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .trainer import GANTrainer
 
 __all__ = [
     "FORMAT",
     "capture_rng_state",
     "check_module_state",
     "load_checkpoint",
+    "load_trainer_state",
     "restore_rng_state",
     "save_checkpoint",
+    "trainer_state_dict",
 ]
 
 FORMAT = "torchgan_lite.checkpoint/1"
@@ -167,3 +173,90 @@ def check_module_state(source: str, name: str, module: nn.Module, saved: object)
             shape = tuple(other.shape) if isinstance(other, torch.Tensor) else type(other).__name__
             raise ValueError(f"{source}: {name}.{key} has shape {shape} in the checkpoint but "
                              f"{tuple(tensor.shape)} in this {name}")
+
+
+def trainer_state_dict(trainer: GANTrainer) -> dict[str, Any]:
+    """Everything needed to continue ``trainer`` exactly: models, optimizers, progress, loader, RNGs."""
+    st = trainer.state
+    data = trainer._data
+    loader = data.state_dict() if hasattr(data, "state_dict") else trainer._pending_loader_state
+    return {
+        "generator": trainer.generator.state_dict(),
+        "discriminator": trainer.discriminator.state_dict(),
+        "g_optimizer": trainer.g_optimizer.state_dict(),
+        "d_optimizer": trainer.d_optimizer.state_dict(),
+        "regularizers": [r.state_dict() if hasattr(r, "state_dict") else None for r in trainer.regularizers],
+        "trainer": {
+            "epoch": st.epoch,
+            "step": st.step,
+            "epoch_step": st.epoch_step,
+            "skipped_steps": st.skipped_steps,
+            "history": [asdict(h) for h in st.history],
+            "metrics": dict(st.metrics),
+            "epoch_sums": trainer._epoch_sums.detach().cpu().clone(),
+            "latent_dim": trainer.latent_dim,
+            "num_classes": trainer.num_classes,
+            "sample_shape": list(trainer.sample_shape),
+            "n_critic": trainer.n_critic,
+            "world_size": trainer.world_size,
+        },
+        "loader": loader,
+        "extra": {name: obj.state_dict() for name, obj in trainer._extra_state.items()},
+        "rng": capture_rng_state(),
+    }
+
+
+def load_trainer_state(trainer: GANTrainer, ckpt: dict[str, Any], source: str) -> None:
+    """Check ``ckpt`` against ``trainer`` completely, then restore it; on any mismatch nothing changes."""
+    from .state import EpochStats
+
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{source}: expected a checkpoint dict, got {type(ckpt).__name__}")
+    for key in ("generator", "discriminator", "g_optimizer", "d_optimizer", "trainer", "rng"):
+        if key not in ckpt:
+            raise ValueError(f"{source}: not a torchgan_lite checkpoint (no '{key}' entry)")
+    check_module_state(source, "generator", trainer.generator, ckpt["generator"])
+    check_module_state(source, "discriminator", trainer.discriminator, ckpt["discriminator"])
+    tr = ckpt["trainer"]
+    if tr["latent_dim"] != trainer.latent_dim:
+        raise ValueError(f"{source}: saved with latent_dim={tr['latent_dim']}, this trainer has {trainer.latent_dim}")
+    if tuple(tr["sample_shape"]) != trainer.sample_shape:
+        raise ValueError(f"{source}: saved for samples of shape {tuple(tr['sample_shape'])}, "
+                         f"this trainer makes {trainer.sample_shape}")
+    if tr.get("num_classes") != trainer.num_classes:
+        raise ValueError(f"{source}: saved with num_classes={tr.get('num_classes')}, "
+                         f"this trainer has {trainer.num_classes}")
+    for name in ("g_optimizer", "d_optimizer"):
+        opt = getattr(trainer, name)
+        saved_groups = ckpt[name].get("param_groups", [])
+        saved_sizes = [len(g["params"]) for g in saved_groups]
+        own_sizes = [len(g["params"]) for g in opt.param_groups]
+        if saved_sizes != own_sizes:
+            raise ValueError(f"{source}: {name} state has parameter groups of sizes {saved_sizes}, "
+                             f"this trainer's has {own_sizes}")
+    missing = [n for n in trainer._extra_state if n not in ckpt.get("extra", {})]
+    if missing:
+        raise ValueError(f"{source}: no saved state for registered {missing}")
+
+    trainer.generator.load_state_dict(ckpt["generator"])
+    trainer.discriminator.load_state_dict(ckpt["discriminator"])
+    trainer.g_optimizer.load_state_dict(ckpt["g_optimizer"])
+    trainer.d_optimizer.load_state_dict(ckpt["d_optimizer"])
+    for reg, saved in zip(trainer.regularizers, ckpt.get("regularizers", [])):
+        if saved is not None and hasattr(reg, "load_state_dict"):
+            reg.load_state_dict(saved)
+    for name, obj in trainer._extra_state.items():
+        obj.load_state_dict(ckpt["extra"][name])
+    st = trainer.state
+    st.epoch, st.step, st.epoch_step = int(tr["epoch"]), int(tr["step"]), int(tr["epoch_step"])
+    st.skipped_steps = int(tr.get("skipped_steps", 0))
+    st.history = [EpochStats(**h) for h in tr["history"]]
+    st.metrics = dict(tr.get("metrics", {}))
+    st.last = None
+    trainer._epoch_sums = tr["epoch_sums"].to(trainer.device).clone()
+    trainer._pending_loader_state = ckpt.get("loader")
+    if trainer._data is not None and trainer._pending_loader_state is not None and hasattr(trainer._data,
+                                                                                            "load_state_dict"):
+        trainer._data.load_state_dict(trainer._pending_loader_state)
+        trainer._pending_loader_state = None
+    restore_rng_state(ckpt["rng"])

@@ -133,6 +133,13 @@ class TensorLoader:
         drop_last: Drop the last incomplete batch (the recipe does: 468 batches).
         generator: A CPU ``torch.Generator`` for the permutations. ``None``: a new
             one seeded from torch's global RNG, so ``torch.manual_seed`` fixes it.
+        rank: This process's index for data-parallel training. None: the default
+            process group's rank when one is initialised, else 0.
+        world_size: Number of processes. None: the default group's size, else 1.
+            With ``world_size`` W, every rank draws the same permutation (seed the
+            ranks alike) and, for global batch ``i``, rank r takes rows
+            ``[i*B*W + r*B, i*B*W + (r+1)*B)`` of it: the W ranks together see exactly
+            the batches of one process with batch size ``B*W``.
     """
 
     def __init__(
@@ -142,6 +149,8 @@ class TensorLoader:
         shuffle: bool = True,
         drop_last: bool = True,
         generator: torch.Generator | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
     ) -> None:
         if not tensors:
             raise TypeError("TensorLoader needs at least one tensor, got none")
@@ -171,6 +180,26 @@ class TensorLoader:
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         if generator is not None and generator.device.type != "cpu":
             raise ValueError(f"generator must be a CPU torch.Generator, got one on {generator.device}")
+        if rank is None or world_size is None:
+            from .distributed import rank_and_world
+
+            group_rank, group_world = rank_and_world()
+            rank = group_rank if rank is None else rank
+            world_size = group_world if world_size is None else world_size
+        for name, value in (("rank", rank), ("world_size", world_size)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int or None, got {value!r}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need world_size >= 1 and 0 <= rank < world_size, got rank={rank}, "
+                             f"world_size={world_size}")
+        if world_size > 1 and not drop_last:
+            raise ValueError("drop_last=False is not supported with world_size > 1: every rank must get full "
+                             "batches of the same size")
+        if drop_last and batch_size * world_size > n:
+            raise ValueError(f"batch_size={batch_size} x world_size={world_size} is larger than the dataset "
+                             f"({n} rows): no batch would ever be produced")
+        self.rank = rank
+        self.world_size = world_size
         self.tensors = tensors
         self.batch_size = batch_size
         self.shuffle = bool(shuffle)
@@ -193,9 +222,14 @@ class TensorLoader:
         """Rows in the dataset."""
         return int(self.tensors[0].shape[0])
 
+    @property
+    def global_batch_size(self) -> int:
+        """Rows per step over all ranks: ``batch_size * world_size``."""
+        return self.batch_size * self.world_size
+
     def __len__(self) -> int:
-        """Batches per epoch."""
-        n, b = self.num_samples, self.batch_size
+        """Batches per epoch (for this rank; every rank has the same number)."""
+        n, b = self.num_samples, self.global_batch_size
         return n // b if self.drop_last else math.ceil(n / b)
 
     @property
@@ -223,10 +257,10 @@ class TensorLoader:
             self._new_epoch()
         perm = self._perm
         assert perm is not None
-        b, nb = self.batch_size, len(self)
+        b, gb, r, nb = self.batch_size, self.global_batch_size, self.rank, len(self)
         while self._pos < nb:
             i = self._pos
-            idx = perm[i * b : (i + 1) * b]  # (B,) a view, no copy
+            idx = perm[i * gb + r * b : i * gb + (r + 1) * b]  # (B,) a view, no copy
             self._pos = i + 1
             if len(self.tensors) == 1:
                 yield self.tensors[0].index_select(0, idx)
@@ -242,17 +276,18 @@ class TensorLoader:
             "pos": self._pos,
             "epochs_started": self.epochs_started,
             "num_samples": self.num_samples,
-            "batch_size": self.batch_size,
+            "global_batch_size": self.global_batch_size,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned, on a loader over the same data."""
         if not isinstance(state, dict) or "generator" not in state:
             raise ValueError("load_state_dict expects a TensorLoader.state_dict(), got something else")
-        if state["num_samples"] != self.num_samples or state["batch_size"] != self.batch_size:
+        if state["num_samples"] != self.num_samples or state["global_batch_size"] != self.global_batch_size:
             raise ValueError(
-                f"loader state is for {state['num_samples']} rows in batches of {state['batch_size']}, "
-                f"but this loader has {self.num_samples} rows in batches of {self.batch_size}"
+                f"loader state is for {state['num_samples']} rows in global batches of "
+                f"{state['global_batch_size']}, but this loader has {self.num_samples} rows in global batches of "
+                f"{self.global_batch_size} (batch_size x world_size)"
             )
         self.generator.set_state(state["generator"])
         perm = state["perm"]

@@ -33,6 +33,8 @@ class Event(enum.Enum):
     ``STEP_START``/``STEP_END``, ``EPOCH_END``; finally ``FIT_END``. ``EXCEPTION``
     replaces ``FIT_END`` when an exception escapes; the trainer then re-raises it.
     ``CHECKPOINT_SAVED`` fires after :meth:`GANTrainer.save_checkpoint` wrote a file.
+    ``NONFINITE`` fires when a loss is NaN or infinite, before any update is applied
+    (``trainer.state.nonfinite`` says which); a handler may call ``trainer.skip_step()``.
     """
 
     FIT_START = "fit_start"
@@ -43,6 +45,7 @@ class Event(enum.Enum):
     FIT_END = "fit_end"
     EXCEPTION = "exception"
     CHECKPOINT_SAVED = "checkpoint_saved"
+    NONFINITE = "nonfinite"
 
 
 _STEP_EVENTS = frozenset({Event.STEP_START, Event.STEP_END})

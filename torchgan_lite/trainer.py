@@ -10,12 +10,16 @@ One training step, as in the reference recipe (``shared/seed-recipe.md``):
    exactly as they were), one backward, one ``g_optimizer.step()``.
 
 The default ("fast") path keeps every value on the device: no ``.item()`` per
-step. Per-epoch means are summed on the device and read once at the end of the
-epoch; a handler that reads ``state.last`` pays one synchronisation when it does.
-``fast=False`` runs the tutorial's literal arithmetic (a graph through G for the
-discriminator's fakes, gradients for D's weights in the generator update, a host
-read of each loss per step): it is the baseline that benchmarks and the
-equivalence test compare against.
+step on an accelerator. Per-epoch means are summed on the device and read once at
+the end of the epoch; a handler that reads ``state.last`` pays one
+synchronisation when it does. ``fast=False`` runs the tutorial's literal
+arithmetic (a graph through G for the discriminator's fakes, gradients for D's
+weights in the generator update, a host read of each loss per step): it is the
+baseline that benchmarks and the equivalence test compare against.
+
+A generator with an int ``num_classes`` attribute is *conditional*: batches are
+``(images, labels)``, the trainer calls ``G(z, y)`` and ``D(x, y)``, and draws
+uniform labels for the fakes.
 """
 
 from __future__ import annotations
@@ -25,104 +29,48 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from . import distributed as dist_utils
 from .events import Event, EventHandlers, Handler, RemovableHandle
 from .losses import GANLoss, Regularizer
-from .utils import resolve_device
+from .state import EpochStats, NonFiniteLossError, StepResult, TrainerState
+from .utils import resolve_device, seed_everything
 
-__all__ = ["EpochStats", "GANTrainer", "StepResult", "TrainerState"]
-
-
-@dataclass(frozen=True)
-class StepResult:
-    """What one :meth:`GANTrainer.train_step` produced.
-
-    All four are detached 0-d tensors on the training device, so returning them
-    costs no host synchronisation; ``float(result.d_loss)`` (or :meth:`as_dict`)
-    reads them.
-
-    Attributes:
-        d_loss: The discriminator loss of the last critic update, regularizers included.
-        g_loss: The generator loss.
-        d_real: Mean discriminator logit on the real batch (last critic update).
-        d_fake: Mean discriminator logit on the fake batch (last critic update).
-    """
-
-    d_loss: torch.Tensor
-    g_loss: torch.Tensor
-    d_real: torch.Tensor
-    d_fake: torch.Tensor
-
-    def as_dict(self) -> dict[str, float]:
-        """The four values as Python floats (one host synchronisation)."""
-        values = torch.stack([self.d_loss, self.g_loss, self.d_real, self.d_fake]).float().tolist()
-        return dict(zip(("d_loss", "g_loss", "d_real", "d_fake"), values))
+__all__ = ["EpochStats", "GANTrainer", "NonFiniteLossError", "StepResult", "TrainerState"]
 
 
-@dataclass
-class EpochStats:
-    """Means over one completed epoch, recorded in ``TrainerState.history``."""
-
-    epoch: int  # epochs completed, counted from 1
-    step: int  # total steps at the end of this epoch
-    d_loss: float
-    g_loss: float
-    d_real: float
-    d_fake: float
-    seconds: float  # wall time of the epoch in this process (0 if it spanned a resume)
-    steps_per_s: float
-
-
-@dataclass
-class TrainerState:
-    """Everything the loop knows about its progress; ``trainer.state``.
-
-    Attributes:
-        epoch: Epochs completed.
-        step: Training steps completed (one step = ``n_critic`` D updates + one G update).
-        epoch_step: Steps done in the epoch now running (0 between epochs).
-        max_epochs: The ``epochs`` total of the running ``fit``.
-        max_steps: The ``max_steps`` total of the running ``fit`` (None: no limit).
-        last: The last :class:`StepResult`, or None before the first step.
-        history: One :class:`EpochStats` per completed epoch (the per-epoch mean losses).
-        metrics: Free-form floats that callbacks record (e.g. evaluation figures).
-        exception: The exception that ended ``fit``, while EXCEPTION handlers run.
-    """
-
-    epoch: int = 0
-    step: int = 0
-    epoch_step: int = 0
-    max_epochs: int = 0
-    max_steps: int | None = None
-    last: StepResult | None = None
-    history: list[EpochStats] = field(default_factory=list)
-    metrics: dict[str, float] = field(default_factory=dict)
-    exception: BaseException | None = None
-
-
-def _optimizer_params(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
-    return [p for group in opt.param_groups for p in group["params"]]
+class _SkipStep(Exception):
+    """Raised inside a step when a NONFINITE handler asked to skip it."""
 
 
 def _default_adam(params: Iterable[nn.Parameter], fast: bool) -> torch.optim.Adam:
-    # The recipe: Adam(lr=2e-4), PyTorch's default betas (0.9, 0.999).
-    # fast: one fused kernel per parameter group instead of a Python loop over
-    # tensors; the same update to float round-off.
+    # The recipe: Adam(lr=2e-4), PyTorch's default betas (0.9, 0.999). fast: one
+    # fused kernel per parameter group instead of a Python loop over tensors; the
+    # same update up to float round-off.
     if fast:
         return torch.optim.Adam(params, lr=2e-4, fused=True)
     return torch.optim.Adam(params, lr=2e-4, foreach=False)
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
 
 
 class GANTrainer:
     """Trains a generator against a discriminator with a value-only loss object.
 
     Args:
-        generator: Maps noise ``(B, latent_dim)`` to samples ``(B, *sample_shape)``.
+        generator: Maps noise ``(B, latent_dim)`` to samples ``(B, *sample_shape)``
+            (conditional: ``G(z, y)`` with int64 labels ``(B,)``).
         discriminator: Maps samples to one logit each, ``(B,)`` (``(B, 1)`` is accepted).
         loss: Any object with ``discriminator_loss(real_logits, fake_logits)`` and
             ``generator_loss(fake_logits)`` (see :mod:`torchgan_lite.losses`).
@@ -132,7 +80,8 @@ class GANTrainer:
         latent_dim: Noise size. None: the generator's ``latent_dim`` attribute.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"`` (CUDA when present) or a
             ``torch.device``. The models are moved there.
-        n_critic: Discriminator updates per generator update (5 for WGAN-GP).
+        n_critic: Discriminator updates per generator update (5 for WGAN-GP). Each
+            uses the same real batch and fresh fakes.
         regularizers: Penalties ``reg(D, real, fake) -> scalar`` added to the
             discriminator loss, inside its one backward pass.
         seed: If given, seeds torch (CPU and CUDA), NumPy and Python's ``random`` now,
@@ -143,6 +92,16 @@ class GANTrainer:
             the forward passes, on CPU and CUDA. Losses are computed in float32.
         fast: The default path (see the module docstring); ``False`` for the
             tutorial-literal baseline.
+        check_finite: ``True``: before every optimizer step, check the loss on the host
+            (free on a CPU, one synchronisation per update on a GPU); a NaN or infinite
+            loss fires ``Event.NONFINITE``, then raises :class:`NonFiniteLossError`
+            unless a handler called :meth:`skip_step`. An int N: record the first bad
+            step on the device and check every N steps (no per-step synchronisation;
+            raises, cannot skip). ``False``: no check. ``"auto"``: True on CPU, 100 on
+            an accelerator.
+        distributed: None: data-parallel when a process group is initialised or the
+            torchrun environment says ``WORLD_SIZE`` > 1 (see :mod:`torchgan_lite.distributed`);
+            False: never.
 
     Raises:
         TypeError, ValueError: at construction, for any argument that cannot work,
@@ -164,6 +123,8 @@ class GANTrainer:
         seed: int | None = None,
         amp: str | None = None,
         fast: bool = True,
+        check_finite: bool | int | str = "auto",
+        distributed: bool | None = None,
     ) -> None:
         if not isinstance(generator, nn.Module):
             raise TypeError(f"generator must be a torch.nn.Module, got {type(generator).__name__}")
@@ -175,55 +136,69 @@ class GANTrainer:
             if not callable(getattr(loss, method, None)):
                 raise TypeError(f"loss must have a callable {method}(); got {type(loss).__name__} "
                                 "(see torchgan_lite.losses)")
-        if isinstance(n_critic, bool) or not isinstance(n_critic, int):
-            raise TypeError(f"n_critic must be an int, got {n_critic!r}")
-        if n_critic < 1:
-            raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+        _check_int("n_critic", n_critic, 1)
         if isinstance(regularizers, (str, bytes)) or not isinstance(regularizers, Sequence):
             raise TypeError(f"regularizers must be a sequence of callables, got {type(regularizers).__name__}")
         for i, reg in enumerate(regularizers):
             if not callable(reg):
                 raise TypeError(f"regularizers[{i}] must be callable as reg(D, real, fake), got {reg!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        if seed is not None:
+            _check_int("seed", seed, 0)
         if amp not in (None, "bf16"):
             raise ValueError(f"amp must be None or 'bf16', got {amp!r}")
+        if not (isinstance(check_finite, bool) or check_finite == "auto"):
+            _check_int("check_finite", check_finite, 1)
         if latent_dim is None:
             latent_dim = getattr(generator, "latent_dim", None)
             if latent_dim is None:
                 raise ValueError("latent_dim is required: the generator has no latent_dim attribute, "
                                  "so pass GANTrainer(..., latent_dim=N)")
-        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int):
-            raise TypeError(f"latent_dim must be an int, got {latent_dim!r}")
-        if latent_dim < 1:
-            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        _check_int("latent_dim", latent_dim, 1)
+        num_classes = getattr(generator, "num_classes", None)
+        if num_classes is not None:
+            _check_int("generator.num_classes", num_classes, 1)
 
         self.device = resolve_device(device)
+        if distributed is None or distributed:
+            self.rank, self.world_size = dist_utils.init_from_env(self.device)
+        else:
+            self.rank, self.world_size = 0, 1
+        if distributed and self.world_size == 1:
+            warnings.warn("distributed=True but no process group is initialised and WORLD_SIZE is not > 1: "
+                          "training on one process", stacklevel=2)
         if seed is not None:
-            from .utils import seed_everything
-
             seed_everything(seed)
         self.generator = generator.to(self.device)
         self.discriminator = discriminator.to(self.device)
+        dist_utils.broadcast_module(self.generator)
+        dist_utils.broadcast_module(self.discriminator)
         self.loss = loss
-        self.latent_dim = latent_dim
+        self.latent_dim: int = latent_dim
+        self.num_classes: int | None = num_classes
         self.n_critic = n_critic
         self.regularizers = tuple(regularizers)
         self.amp = amp
         self.fast = bool(fast)
+        if check_finite == "auto":
+            check_finite = True if self.device.type == "cpu" else 100
+        self.check_finite: bool | int = check_finite
         self.g_optimizer = g_optimizer if g_optimizer is not None else _default_adam(generator.parameters(), fast)
         self.d_optimizer = d_optimizer if d_optimizer is not None else _default_adam(discriminator.parameters(), fast)
         self._check_optimizer("g_optimizer", self.g_optimizer, generator, "generator")
         self._check_optimizer("d_optimizer", self.d_optimizer, discriminator, "discriminator")
-
-        self.param_dtype = next(generator.parameters()).dtype if any(True for _ in generator.parameters()) \
-            else torch.float32
+        first = next(iter(generator.parameters()), None)
+        self.param_dtype = first.dtype if first is not None else torch.float32
         self.sample_shape = self._probe_shapes()
+
         self.state = TrainerState()
+        #: An averaged copy of the generator (set by ``torchgan_lite.ema.GeneratorEMA``); ``sample`` prefers it.
+        self.ema_generator: nn.Module | None = None
         self._events = EventHandlers()
         self._terminate = False
-        # Per-epoch sums of (d_loss, g_loss, d_real, d_fake) on the device: read once an epoch.
-        self._epoch_sums = torch.zeros(4, device=self.device)
+        self._skip_requested = False
+        # Per-epoch sums of (d_loss, g_loss, d_real, d_fake, steps counted) on the device: read once an epoch.
+        self._epoch_sums = torch.zeros(5, device=self.device)
+        self._first_bad_step = torch.full((), -1, dtype=torch.int64, device=self.device)
         self._epoch_t0 = time.perf_counter()
         self._epoch_step0 = 0
         self._data: Any = None  # the iterable of the running/last fit, for its checkpoint state
@@ -237,7 +212,7 @@ class GANTrainer:
         if not isinstance(opt, torch.optim.Optimizer):
             raise TypeError(f"{name} must be a torch.optim.Optimizer, got {type(opt).__name__}")
         owned = {id(p) for p in module.parameters()}
-        foreign = [p for p in _optimizer_params(opt) if id(p) not in owned]
+        foreign = [p for g in opt.param_groups for p in g["params"] if id(p) not in owned]
         if foreign:
             raise ValueError(f"{name} updates {len(foreign)} tensor(s) that are not parameters of the "
                              f"{module_name}: build it from {module_name}.parameters()")
@@ -250,9 +225,10 @@ class GANTrainer:
         d.eval()
         try:
             z = torch.zeros(2, self.latent_dim, device=self.device, dtype=self.param_dtype)  # (2, latent_dim)
+            y = None if self.num_classes is None else torch.zeros(2, dtype=torch.int64, device=self.device)
             with torch.no_grad():
                 try:
-                    fake = g(z)
+                    fake = self._gen(z, y)
                 except Exception as err:
                     raise ValueError(f"latent_dim={self.latent_dim}: the generator rejected noise of shape "
                                      f"(2, {self.latent_dim}): {type(err).__name__}: {err}") from err
@@ -260,7 +236,7 @@ class GANTrainer:
                     raise ValueError(f"generator must return a (B, ...) tensor for noise (2, {self.latent_dim}), "
                                      f"got {getattr(fake, 'shape', type(fake).__name__)}")
                 try:
-                    logits = d(fake)
+                    logits = self._disc(fake, y)
                 except Exception as err:
                     raise ValueError(f"the discriminator rejected the generator's output of shape "
                                      f"{tuple(fake.shape)}: {type(err).__name__}: {err}") from err
@@ -272,26 +248,53 @@ class GANTrainer:
             d.train(d_mode)
         return tuple(fake.shape[1:])
 
-    def _check_real(self, real: object, name: str = "real") -> torch.Tensor:
-        if isinstance(real, (tuple, list)) and real and isinstance(real[0], torch.Tensor):
-            real = real[0]  # (images, labels): an unconditional trainer uses the images
+    def _check_batch(self, batch: object) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validate one batch; returns ``(real, labels)`` on the device (labels None if unconditional)."""
+        labels = None
+        if isinstance(batch, (tuple, list)):
+            if not batch:
+                raise ValueError("batch is an empty tuple; expected a tensor or (images, labels)")
+            if self.num_classes is not None:
+                if len(batch) < 2:
+                    raise ValueError("a conditional generator needs (images, labels) batches, got a 1-tuple")
+                labels = batch[1]
+            batch = batch[0]  # (images, labels): an unconditional trainer uses the images
+        elif self.num_classes is not None:
+            raise TypeError(f"the generator is conditional (num_classes={self.num_classes}): batches must be "
+                            f"(images, labels), got a {type(batch).__name__}; use TensorLoader(images, labels)")
+        real = batch
         if not isinstance(real, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor batch (or an (images, ...) tuple), "
-                            f"got {type(real).__name__}")
+            raise TypeError(f"real must be a torch.Tensor batch (or an (images, ...) tuple), got {type(real).__name__}")
         if not real.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor in the generator's range (e.g. [-1, 1]), "
+            raise TypeError(f"real must be a floating-point tensor in the generator's range (e.g. [-1, 1]), "
                             f"got dtype {real.dtype}; convert integer images with x.float() / 127.5 - 1")
         if real.dtype != self.param_dtype:
-            raise TypeError(f"{name} has dtype {real.dtype} but the models are {self.param_dtype}; "
+            raise TypeError(f"real has dtype {real.dtype} but the models are {self.param_dtype}; "
                             f"convert it with .to({self.param_dtype})")
-        if tuple(real.shape[1:]) != self.sample_shape or real.dim() < 2:
-            raise ValueError(f"{name} has shape {tuple(real.shape)} but the generator makes samples of shape "
+        if real.dim() < 2 or tuple(real.shape[1:]) != self.sample_shape:
+            raise ValueError(f"real has shape {tuple(real.shape)} but the generator makes samples of shape "
                              f"(B, {', '.join(map(str, self.sample_shape))}): the data and the models must agree")
         if real.shape[0] < 1:
-            raise ValueError(f"{name} is an empty batch (0 samples)")
+            raise ValueError("real is an empty batch (0 samples)")
         if real.device != self.device:
             real = real.to(self.device, non_blocking=True)
-        return real
+        if labels is not None:
+            labels = self._check_labels(labels, real.shape[0])
+        return real, labels
+
+    def _check_labels(self, labels: object, n: int, name: str = "labels") -> torch.Tensor:
+        assert self.num_classes is not None
+        if not isinstance(labels, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(labels).__name__}")
+        if labels.dtype != torch.int64:
+            raise TypeError(f"{name} must be int64 class indices, got dtype {labels.dtype}")
+        if tuple(labels.shape) != (n,):
+            raise ValueError(f"{name} must have shape ({n},), one per sample, got {tuple(labels.shape)}")
+        if labels.device.type == "cpu":  # a free check on the host; on a GPU it would be a sync per step
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < 0 or hi >= self.num_classes:
+                raise ValueError(f"{name} must be in [0, {self.num_classes}), got values in [{lo}, {hi}]")
+        return labels.to(self.device, non_blocking=True)
 
     # ------------------------------------------------------------------ events
 
@@ -333,6 +336,15 @@ class GANTrainer:
         """Whether :meth:`terminate` was called during the running ``fit``."""
         return self._terminate
 
+    def skip_step(self) -> None:
+        """From a NONFINITE handler: drop the current step (no update) instead of raising."""
+        self._skip_requested = True
+
+    @property
+    def is_main_process(self) -> bool:
+        """True on rank 0 (and on a single process): the one that writes files and prints."""
+        return self.rank == 0
+
     # ------------------------------------------------------------------ the step
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -344,31 +356,66 @@ class GANTrainer:
         """``n`` noise vectors ``(n, latent_dim)`` ~ N(0, I) on the device, from torch's global RNG."""
         return torch.randn(n, self.latent_dim, device=self.device, dtype=self.param_dtype)
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.discriminator(x)
-        return out.reshape(x.shape[0]).float()  # (B,), float32 for the loss even under autocast
+    def _step_noise(self, b: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Noise (and fake labels) for this rank: its slice of one global draw, identical on every rank."""
+        w, r = self.world_size, self.rank
+        z = self.noise(b * w)  # (W*B, latent)
+        y = None
+        if self.num_classes is not None:
+            y = torch.randint(0, self.num_classes, (b * w,), device=self.device)  # (W*B,)
+        if w > 1:
+            z = z[r * b : (r + 1) * b]
+            y = None if y is None else y[r * b : (r + 1) * b]
+        return z, y
 
-    def _discriminator_update(self, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        b = real.shape[0]
-        z = self.noise(b)  # (B, latent)
+    def _gen(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self.generator(z) if y is None else self.generator(z, y)
+
+    def _disc(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self.discriminator(x) if y is None else self.discriminator(x, y)
+
+    def _logits(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self._disc(x, y).reshape(x.shape[0]).float()  # (B,), float32 for the loss even under autocast
+
+    def _guard(self, which: str, loss: torch.Tensor) -> None:
+        """Per-update finiteness check (``check_finite=True``), before backward and step."""
+        if self.check_finite is not True or bool(torch.isfinite(loss)):
+            return
+        self.state.nonfinite = {"step": self.state.step + 1, "which": which, "loss": float(loss)}
+        self._skip_requested = False
+        self.fire(Event.NONFINITE)
+        if self._skip_requested:
+            raise _SkipStep
+        raise NonFiniteLossError(f"non-finite {which} loss ({float(loss)}) at step {self.state.step + 1}; "
+                                 "no update was applied. Lower the learning rate, check the data for NaN, or "
+                                 "add a NONFINITE handler that calls trainer.skip_step()")
+
+    def _discriminator_update(self, real: torch.Tensor, labels: torch.Tensor | None
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        z, fake_labels = self._step_noise(real.shape[0])
         with self._autocast():
             if self.fast:
                 with torch.no_grad():
-                    fake = self.generator(z)  # (B, *sample): no graph through G
+                    fake = self._gen(z, fake_labels)  # (B, *sample): no graph through G
             else:
-                fake = self.generator(z).detach()  # the tutorial: a graph built, then thrown away
-            real_logits = self._logits(real)  # (B,)
-            fake_logits = self._logits(fake)  # (B,)
+                fake = self._gen(z, fake_labels).detach()  # the tutorial: a graph built, then thrown away
+            real_logits = self._logits(real, labels)  # (B,)
+            fake_logits = self._logits(fake, fake_labels)  # (B,)
             d_loss = self.loss.discriminator_loss(real_logits, fake_logits)
-            for reg in self.regularizers:
-                d_loss = d_loss + reg(self.discriminator, real, fake)
+            if self.regularizers:
+                d_fn = self.discriminator if labels is None else _Conditioned(self.discriminator, labels)
+                for reg in self.regularizers:
+                    d_loss = d_loss + reg(d_fn, real, fake)  # type: ignore[arg-type]
+        self._guard("discriminator", d_loss)
         self.d_optimizer.zero_grad(set_to_none=self.fast)
         d_loss.backward()
+        if self.world_size > 1:
+            dist_utils.all_reduce_gradients(list(self.discriminator.parameters()), self.world_size)
         self.d_optimizer.step()
         return d_loss.detach(), real_logits.detach().mean(), fake_logits.detach().mean()
 
     def _generator_update(self, b: int) -> torch.Tensor:
-        z = self.noise(b)  # fresh noise (B, latent)
+        z, fake_labels = self._step_noise(b)  # fresh noise (B, latent)
         frozen: list[nn.Parameter] = []
         if self.fast:
             # No gradient for D's weights: saves their weight-gradient matmuls and
@@ -378,36 +425,60 @@ class GANTrainer:
                 p.requires_grad_(False)
         try:
             with self._autocast():
-                fake_logits = self._logits(self.generator(z))  # (B,)
+                fake_logits = self._logits(self._gen(z, fake_labels), fake_labels)  # (B,)
                 g_loss = self.loss.generator_loss(fake_logits)
+            self._guard("generator", g_loss)
             self.g_optimizer.zero_grad(set_to_none=self.fast)
             g_loss.backward()
+            if self.world_size > 1:
+                dist_utils.all_reduce_gradients(list(self.generator.parameters()), self.world_size)
             self.g_optimizer.step()
         finally:
             for p in frozen:
                 p.requires_grad_(True)
         return g_loss.detach()
 
-    def train_step(self, real: torch.Tensor) -> StepResult:
-        """One training step on a real batch ``(B, *sample_shape)``; advances ``state.step``.
+    def train_step(self, batch: torch.Tensor | Sequence[torch.Tensor]) -> StepResult:
+        """One training step on a real batch ``(B, *sample_shape)`` (or ``(images, labels)``).
 
         ``n_critic`` discriminator updates on this batch (fresh fakes each), then one
-        generator update with fresh noise.
+        generator update with fresh noise. Advances ``state.step``.
         """
-        real = self._check_real(real)
+        real, labels = self._check_batch(batch)
         self.generator.train()
         self.discriminator.train()
-        for _ in range(self.n_critic):
-            d_loss, d_real, d_fake = self._discriminator_update(real)
-        g_loss = self._generator_update(real.shape[0])
+        st = self.state
+        try:
+            for _ in range(self.n_critic):
+                d_loss, d_real, d_fake = self._discriminator_update(real, labels)
+            g_loss = self._generator_update(real.shape[0])
+        except _SkipStep:
+            st.skipped_steps += 1
+            st.step += 1
+            st.epoch_step += 1
+            st.nonfinite = None
+            return st.last if st.last is not None else StepResult(*(torch.full((), math.nan),) * 4)
         result = StepResult(d_loss, g_loss, d_real, d_fake)
         if not self.fast:
             result.as_dict()  # the tutorial reads each loss on the host every step
-        self._epoch_sums += torch.stack([d_loss, g_loss, d_real, d_fake]).float()
-        self.state.last = result
-        self.state.step += 1
-        self.state.epoch_step += 1
+        one = torch.ones((), device=self.device)
+        self._epoch_sums += torch.stack([d_loss, g_loss, d_real, d_fake, one]).float()
+        st.last = result
+        st.step += 1
+        st.epoch_step += 1
+        if isinstance(self.check_finite, int) and not isinstance(self.check_finite, bool):
+            bad = ~(torch.isfinite(d_loss) & torch.isfinite(g_loss))
+            self._first_bad_step = torch.where(bad & (self._first_bad_step < 0), st.step, self._first_bad_step)
+            if st.step % self.check_finite == 0:
+                self.raise_if_nonfinite()
         return result
+
+    def raise_if_nonfinite(self) -> None:
+        """With ``check_finite=N``: raise :class:`NonFiniteLossError` if any step so far had a bad loss."""
+        bad = int(self._first_bad_step)
+        if bad >= 0:
+            raise NonFiniteLossError(f"non-finite loss at step {bad} (found at step {self.state.step}, checked "
+                                     f"every {self.check_finite} steps); the weights since then are suspect")
 
     # ------------------------------------------------------------------ the loop
 
@@ -425,14 +496,9 @@ class GANTrainer:
         Returns:
             ``self.state``.
         """
-        if isinstance(epochs, bool) or not isinstance(epochs, int):
-            raise TypeError(f"epochs must be an int, got {epochs!r}")
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
-        if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int)):
-            raise TypeError(f"max_steps must be an int or None, got {max_steps!r}")
-        if max_steps is not None and max_steps < 1:
-            raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
+        _check_int("epochs", epochs, 1)
+        if max_steps is not None:
+            _check_int("max_steps", max_steps, 1)
         if isinstance(data, torch.Tensor) or not isinstance(data, Iterable):
             raise TypeError(f"data must be an iterable of batches (e.g. TensorLoader(tensor)), "
                             f"got {type(data).__name__}")
@@ -463,11 +529,9 @@ class GANTrainer:
         try:
             self.fire(Event.FIT_START)
             while st.epoch < epochs and not limit_reached():
-                if st.epoch_step == 0:
-                    self._epoch_t0, self._epoch_step0 = time.perf_counter(), st.step
+                self._epoch_t0, self._epoch_step0 = time.perf_counter(), st.step
+                if st.epoch_step == 0:  # not when continuing an epoch interrupted earlier
                     self.fire(Event.EPOCH_START)
-                else:  # continuing an epoch interrupted by a resume or an earlier fit
-                    self._epoch_t0, self._epoch_step0 = time.perf_counter(), st.step
                 steps_before = st.step
                 exhausted = True
                 for batch in data:
@@ -482,6 +546,8 @@ class GANTrainer:
                                      "that cannot be iterated twice (pass a re-iterable such as a TensorLoader)")
                 if exhausted or (steps_per_epoch is not None and st.epoch_step >= steps_per_epoch):
                     self._end_epoch()
+            if isinstance(self.check_finite, int) and not isinstance(self.check_finite, bool):
+                self.raise_if_nonfinite()
             self.fire(Event.FIT_END)
         except BaseException as err:
             st.exception = err
@@ -491,20 +557,24 @@ class GANTrainer:
 
     def _end_epoch(self) -> None:
         st = self.state
-        n = max(st.epoch_step, 1)
-        means = (self._epoch_sums / n).tolist()  # the one host read of the epoch
+        sums = dist_utils.all_reduce_mean(self._epoch_sums, self.world_size)
+        values = sums.tolist()  # the one host read of the epoch
+        n = max(values[4], 1.0)
         seconds = time.perf_counter() - self._epoch_t0
         steps_here = st.step - self._epoch_step0
         st.epoch += 1
-        st.history.append(EpochStats(st.epoch, st.step, *means, seconds=seconds,
+        st.history.append(EpochStats(st.epoch, st.step, *(v / n for v in values[:4]), seconds=seconds,
                                      steps_per_s=steps_here / seconds if seconds > 0 else math.nan))
         self._epoch_sums.zero_()
         st.epoch_step = 0
+        if isinstance(self.check_finite, int) and not isinstance(self.check_finite, bool):
+            self.raise_if_nonfinite()
         self.fire(Event.EPOCH_END)
 
     # ------------------------------------------------------------------ sampling
 
-    def sample(self, n: int, z: torch.Tensor | None = None) -> torch.Tensor:
+    def sample(self, n: int, z: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+               use_ema: bool = True) -> torch.Tensor:
         """``n`` samples ``(n, *sample_shape)`` from the generator, without gradients.
 
         The generator is put in eval mode and its mode restored afterwards.
@@ -512,11 +582,10 @@ class GANTrainer:
         Args:
             n: How many samples.
             z: Optional noise ``(n, latent_dim)`` (e.g. a fixed bank, to compare epochs).
+            labels: Conditional generators: int64 classes ``(n,)``; None draws them uniformly.
+            use_ema: Sample from ``ema_generator`` when one is attached.
         """
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError(f"n must be an int, got {n!r}")
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+        _check_int("n", n, 1)
         if z is None:
             z = self.noise(n)
         else:
@@ -526,12 +595,19 @@ class GANTrainer:
                 raise ValueError(f"z must have shape (n, latent_dim) = ({n}, {self.latent_dim}), "
                                  f"got {tuple(z.shape)}")
             z = z.to(self.device, self.param_dtype)
-        g = self.generator
+        if self.num_classes is None:
+            if labels is not None:
+                raise ValueError("labels were given but the generator is not conditional (no num_classes)")
+        elif labels is None:
+            labels = torch.randint(0, self.num_classes, (n,), device=self.device)
+        else:
+            labels = self._check_labels(labels.cpu() if isinstance(labels, torch.Tensor) else labels, n)
+        g = self.ema_generator if (use_ema and self.ema_generator is not None) else self.generator
         mode = g.training
         g.eval()
         try:
             with torch.no_grad():
-                return g(z)
+                return g(z) if labels is None else g(z, labels)
         finally:
             g.train(mode)
 
@@ -551,49 +627,41 @@ class GANTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """The whole training state: models, optimizers, progress, loader position, RNGs."""
-        from .checkpoint import capture_rng_state
+        from .checkpoint import trainer_state_dict
 
-        st = self.state
-        loader = self._data.state_dict() if hasattr(self._data, "state_dict") else self._pending_loader_state
-        return {
-            "generator": self.generator.state_dict(),
-            "discriminator": self.discriminator.state_dict(),
-            "g_optimizer": self.g_optimizer.state_dict(),
-            "d_optimizer": self.d_optimizer.state_dict(),
-            "regularizers": [r.state_dict() if hasattr(r, "state_dict") else None for r in self.regularizers],
-            "trainer": {
-                "epoch": st.epoch,
-                "step": st.step,
-                "epoch_step": st.epoch_step,
-                "history": [asdict(h) for h in st.history],
-                "metrics": dict(st.metrics),
-                "epoch_sums": self._epoch_sums.detach().cpu().clone(),
-                "latent_dim": self.latent_dim,
-                "sample_shape": list(self.sample_shape),
-                "n_critic": self.n_critic,
-            },
-            "loader": loader,
-            "extra": {name: obj.state_dict() for name, obj in self._extra_state.items()},
-            "rng": capture_rng_state(),
-        }
+        return trainer_state_dict(self)
 
-    def save_checkpoint(self, path: str | Any, keep_last: int | None = None) -> Any:
-        """Write :meth:`state_dict` atomically to ``path`` (see :mod:`torchgan_lite.checkpoint`).
+    def load_state_dict(self, ckpt: dict[str, Any], source: str = "state_dict") -> None:
+        """Restore what :meth:`state_dict` returned (everything is validated first, then applied)."""
+        from .checkpoint import load_trainer_state
+
+        load_trainer_state(self, ckpt, source)
+
+    def save_checkpoint(self, path: str | Path, keep_last: int | None = None) -> Path:
+        """Write :meth:`state_dict` atomically to ``path`` (on the main process only).
 
         Args:
             path: The file to write (its folder is created).
             keep_last: Also keep at most this many older copies ``path.1``, ``path.2``...
 
         Returns:
-            The path written, as a ``pathlib.Path``.
+            The path, as a ``pathlib.Path``.
+
+        Raises:
+            NonFiniteLossError: with ``check_finite=N``, if a bad step is pending:
+                a checkpoint never records weights that a NaN loss has touched.
         """
         from .checkpoint import save_checkpoint
 
+        if isinstance(self.check_finite, int) and not isinstance(self.check_finite, bool):
+            self.raise_if_nonfinite()
+        if not self.is_main_process:
+            return Path(path)
         written = save_checkpoint(self.state_dict(), path, keep_last=keep_last)
         self.fire(Event.CHECKPOINT_SAVED)
         return written
 
-    def load_checkpoint(self, path: str | Any) -> None:
+    def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` into this trainer.
 
         Everything is checked before anything is changed: a file that is not a
@@ -603,52 +671,16 @@ class GANTrainer:
         """
         from .checkpoint import load_checkpoint
 
-        ckpt = load_checkpoint(path)
-        self.load_state_dict(ckpt, source=str(path))
+        self.load_state_dict(load_checkpoint(path), source=str(path))
 
-    def load_state_dict(self, ckpt: dict[str, Any], source: str = "state_dict") -> None:
-        """Restore what :meth:`state_dict` returned (validated first, then applied)."""
-        from .checkpoint import check_module_state, restore_rng_state
 
-        for key in ("generator", "discriminator", "g_optimizer", "d_optimizer", "trainer", "rng"):
-            if key not in ckpt:
-                raise ValueError(f"{source}: not a torchgan_lite checkpoint (no '{key}' entry)")
-        check_module_state(source, "generator", self.generator, ckpt["generator"])
-        check_module_state(source, "discriminator", self.discriminator, ckpt["discriminator"])
-        tr = ckpt["trainer"]
-        if tr["latent_dim"] != self.latent_dim:
-            raise ValueError(f"{source}: saved with latent_dim={tr['latent_dim']}, this trainer has {self.latent_dim}")
-        if tuple(tr["sample_shape"]) != self.sample_shape:
-            raise ValueError(f"{source}: saved for samples of shape {tuple(tr['sample_shape'])}, "
-                             f"this trainer makes {self.sample_shape}")
-        for name, opt in (("g_optimizer", self.g_optimizer), ("d_optimizer", self.d_optimizer)):
-            saved_groups = ckpt[name].get("param_groups", [])
-            if [len(g["params"]) for g in saved_groups] != [len(g["params"]) for g in opt.param_groups]:
-                raise ValueError(f"{source}: {name} state has parameter groups of sizes "
-                                 f"{[len(g['params']) for g in saved_groups]}, this trainer's has "
-                                 f"{[len(g['params']) for g in opt.param_groups]}")
-        missing = [n for n in self._extra_state if n not in ckpt.get("extra", {})]
-        if missing:
-            raise ValueError(f"{source}: no saved state for registered {missing}")
+class _Conditioned(nn.Module):
+    """``x -> D(x, labels)``: lets regularizers call a conditional discriminator with one argument."""
 
-        self.generator.load_state_dict(ckpt["generator"])
-        self.discriminator.load_state_dict(ckpt["discriminator"])
-        self.g_optimizer.load_state_dict(ckpt["g_optimizer"])
-        self.d_optimizer.load_state_dict(ckpt["d_optimizer"])
-        for reg, saved in zip(self.regularizers, ckpt.get("regularizers", [])):
-            if saved is not None and hasattr(reg, "load_state_dict"):
-                reg.load_state_dict(saved)
-        for name, obj in self._extra_state.items():
-            obj.load_state_dict(ckpt["extra"][name])
-        st = self.state
-        st.epoch, st.step, st.epoch_step = int(tr["epoch"]), int(tr["step"]), int(tr["epoch_step"])
-        st.history = [EpochStats(**h) for h in tr["history"]]
-        st.metrics = dict(tr.get("metrics", {}))
-        st.last = None
-        self._epoch_sums = tr["epoch_sums"].to(self.device).clone()
-        self._pending_loader_state = ckpt.get("loader")
-        if self._data is not None and self._pending_loader_state is not None and hasattr(self._data,
-                                                                                          "load_state_dict"):
-            self._data.load_state_dict(self._pending_loader_state)
-            self._pending_loader_state = None
-        restore_rng_state(ckpt["rng"])
+    def __init__(self, discriminator: nn.Module, labels: torch.Tensor) -> None:
+        super().__init__()
+        self.discriminator = discriminator
+        self.labels = labels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.discriminator(x, self.labels)
