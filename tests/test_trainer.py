@@ -319,3 +319,40 @@ def test_no_warning_on_a_normal_fit(tiny_trainer, tiny_data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tiny_trainer.fit(TensorLoader(tiny_data, batch_size=16), epochs=1)
+
+
+def test_fused_discriminator_forward_is_the_same_math(tiny_data):
+    # Dropout off: the only difference is one D call on cat([real, fake]) instead of two.
+    results = []
+    for fused in (False, True):
+        torch.manual_seed(0)
+        g, d = tiny_models(dropout=0.0)
+        t = GANTrainer(g, d, losses.NonSaturatingLoss(), seed=7, fused_d_forward=fused)
+        t.fit(TensorLoader(tiny_data, batch_size=16, generator=torch.Generator().manual_seed(3)), epochs=2)
+        results.append(([h.d_loss for h in t.state.history], _snapshot(g) + _snapshot(d)))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_discriminator_forward_refuses_batch_norm():
+    g = models.mlp_generator(latent_dim=8, hidden=(16,), out_shape=(1, 4, 4))
+    d = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.BatchNorm1d(8),
+                            torch.nn.Linear(8, 1))
+    with pytest.raises(ValueError, match=r"fused_d_forward.*BatchNorm1d"):
+        GANTrainer(g, d, losses.NonSaturatingLoss(), fused_d_forward=True)
+
+
+def test_mask_dropout_keeps_the_expected_fraction_and_scale():
+    torch.manual_seed(0)
+    drop = models.MaskDropout(0.3)
+    x = torch.ones(2000, 100)
+    y = drop(x)
+    kept = (y != 0).float().mean().item()
+    assert kept == pytest.approx(0.7, abs=0.01)
+    torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1 / 0.7))
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    d = models.mlp_discriminator(mask_dropout=True)
+    assert sum(isinstance(m, models.MaskDropout) for m in d.modules()) == 3
+    assert sum(p.numel() for p in d.parameters()) == 1_460_225

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLPDiscriminator", "MLPGenerator", "mlp_discriminator", "mlp_generator"]
+__all__ = ["MLPDiscriminator", "MLPGenerator", "MaskDropout", "mlp_discriminator", "mlp_generator"]
 
 
 def _check_positive_int(name: str, value: object) -> int:
@@ -52,6 +52,32 @@ def _check_slope(value: object) -> float:
     return float(value)
 
 
+class MaskDropout(nn.Module):
+    """Dropout whose mask comes from ``torch.rand`` instead of ``bernoulli_``.
+
+    The same function as ``nn.Dropout(p)`` (each unit kept with probability
+    ``1 - p``, survivors scaled by ``1 / (1 - p)``), with masks drawn from a
+    different random stream. On CPU ``bernoulli_`` draws one number at a time and
+    costs about 11% of the reference training step; ``rand_like(x) >= p`` is
+    vectorised and about 2.5x cheaper (see docs/benchmarks.md).
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+            raise ValueError(f"p must be a float in [0, 1), got {p!r}")
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand_like(x) >= self.p  # (B, F) bool
+        return x * keep * (1.0 / (1.0 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class MLPGenerator(nn.Module):
     """Noise ``(B, latent_dim)`` -> images ``(B, *out_shape)`` in [-1, 1]."""
 
@@ -75,7 +101,8 @@ class MLPGenerator(nn.Module):
 class MLPDiscriminator(nn.Module):
     """Images ``(B, *in_shape)`` -> logits ``(B,)``."""
 
-    def __init__(self, in_shape: tuple[int, ...], hidden: tuple[int, ...], dropout: float, negative_slope: float):
+    def __init__(self, in_shape: tuple[int, ...], hidden: tuple[int, ...], dropout: float, negative_slope: float,
+                 mask_dropout: bool = False):
         super().__init__()
         self.in_shape = in_shape
         layers: list[nn.Module] = []
@@ -83,7 +110,7 @@ class MLPDiscriminator(nn.Module):
         for h in hidden:
             layers += [nn.Linear(width, h), nn.LeakyReLU(negative_slope)]
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(MaskDropout(dropout) if mask_dropout else nn.Dropout(dropout))
             width = h
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
@@ -124,6 +151,7 @@ def mlp_discriminator(
     hidden: Sequence[int] = (1024, 512, 256),
     dropout: float = 0.3,
     negative_slope: float = 0.2,
+    mask_dropout: bool = False,
 ) -> MLPDiscriminator:
     """The reference MLP discriminator (1,460,225 parameters with the defaults).
 
@@ -132,6 +160,9 @@ def mlp_discriminator(
         hidden: Widths of the hidden layers, each followed by LeakyReLU then Dropout.
         dropout: Dropout probability after each hidden layer (the recipe's 0.3; 0 removes it).
         negative_slope: LeakyReLU slope (the recipe's 0.2).
+        mask_dropout: Use :class:`MaskDropout` (same function, cheaper masks on CPU,
+            a different random stream) instead of ``nn.Dropout``. Off by default so
+            the default network draws the recipe's exact masks.
 
     Returns:
         A module mapping ``(B, *in_shape)`` to logits ``(B,)``; no sigmoid, the loss owns it.
@@ -143,4 +174,5 @@ def mlp_discriminator(
         _check_sizes("hidden", hidden, allow_empty=True),
         float(dropout),
         _check_slope(negative_slope),
+        bool(mask_dropout),
     )
