@@ -36,7 +36,7 @@ class ProgressBar:
         refresh_every: Steps between reads of the last losses (each read is one
             host synchronisation).
         file: Where the bar is drawn (stderr by default).
-        disable: Draw nothing (e.g. on non-zero ranks).
+        disable: Draw nothing. Ranks other than 0 never draw.
     """
 
     def __init__(self, refresh_every: int = 20, file: TextIO | None = None, disable: bool = False) -> None:
@@ -63,7 +63,8 @@ class ProgressBar:
         if st.max_steps is not None:
             total = st.max_steps if total is None else min(total, st.max_steps)
         self._bar = tqdm(total=total, initial=st.step, unit="step", dynamic_ncols=True,
-                         file=self.file if self.file is not None else sys.stderr, disable=self.disable)
+                         file=self.file if self.file is not None else sys.stderr,
+                         disable=self.disable or not trainer.is_main_process)
         self._last_step = st.step
 
     def _update(self, trainer: GANTrainer) -> None:
@@ -83,7 +84,7 @@ class ProgressBar:
 
 
 class EpochLogger:
-    """Prints one summary line per completed epoch (mean losses, D outputs, speed)."""
+    """Prints one summary line per completed epoch (mean losses, D outputs, speed); rank 0 only."""
 
     def __init__(self, every: int = 1, file: TextIO | None = None) -> None:
         self.every = _check_every(every)
@@ -93,6 +94,8 @@ class EpochLogger:
         return [trainer.add_callback(Event.EPOCH_END, self._log, every=self.every)]
 
     def _log(self, trainer: GANTrainer) -> None:
+        if not trainer.is_main_process:
+            return
         h = trainer.state.history[-1]
         line = (f"epoch {h.epoch}/{trainer.state.max_epochs} step {h.step}: d_loss {h.d_loss:.4f} "
                 f"g_loss {h.g_loss:.4f} D(real) {h.d_real:+.3f} D(fake) {h.d_fake:+.3f} "

@@ -1,0 +1,76 @@
+"""Ready-made callbacks: progress bar, epoch log, periodic and on-interrupt checkpoints."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from torchgan_lite import Event, TensorLoader
+from torchgan_lite.callbacks import EpochLogger, ModelCheckpoint, ProgressBar
+from torchgan_lite.checkpoint import load_checkpoint
+
+
+def test_progress_bar_counts_every_step(tiny_trainer, tiny_data):
+    out = io.StringIO()
+    bar = ProgressBar(refresh_every=3, file=out)
+    bar.attach(tiny_trainer)
+    tiny_trainer.fit(TensorLoader(tiny_data, batch_size=16), epochs=2)  # 8 steps
+    text = out.getvalue()
+    assert "8/8" in text and "d=" in text and "g=" in text
+    assert bar._bar is None  # closed at FIT_END
+
+
+def test_progress_bar_starts_at_the_resumed_step(tiny_trainer, tiny_data):
+    loader = TensorLoader(tiny_data, batch_size=16)
+    tiny_trainer.fit(loader, epochs=1)
+    out = io.StringIO()
+    ProgressBar(refresh_every=1, file=out).attach(tiny_trainer)
+    tiny_trainer.fit(loader, epochs=3)
+    assert "12/12" in out.getvalue()
+
+
+def test_epoch_logger_prints_one_line_per_epoch(tiny_trainer, tiny_data):
+    out = io.StringIO()
+    EpochLogger(every=2, file=out).attach(tiny_trainer)
+    tiny_trainer.state.metrics["fd"] = 12.5
+    tiny_trainer.fit(TensorLoader(tiny_data, batch_size=16), epochs=4)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("epoch 2/4 step 8:") and "fd 12.5" in lines[0]
+    assert lines[1].startswith("epoch 4/4 step 16:")
+
+
+def test_model_checkpoint_saves_every_n_epochs_and_at_the_end(tiny_trainer, tiny_data, tmp_path):
+    path = tmp_path / "ckpt.pt"
+    saved = []
+    tiny_trainer.add_callback(Event.CHECKPOINT_SAVED, lambda t: saved.append(t.state.step))
+    ModelCheckpoint(path, every=2, keep_last=1).attach(tiny_trainer)
+    tiny_trainer.fit(TensorLoader(tiny_data, batch_size=16), epochs=3)
+    assert saved == [8, 12]  # epoch 2, then fit end (epoch 3)
+    assert load_checkpoint(path)["trainer"]["step"] == 12
+    assert load_checkpoint(tmp_path / "ckpt.pt.1")["trainer"]["step"] == 8
+
+
+def test_model_checkpoint_saves_on_keyboard_interrupt(tiny_trainer, tiny_data, tmp_path):
+    path = tmp_path / "ckpt.pt"
+    ModelCheckpoint(path, every=100).attach(tiny_trainer)
+
+    def interrupt(t):
+        if t.state.step == 3:
+            raise KeyboardInterrupt
+
+    tiny_trainer.add_callback(Event.STEP_END, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_trainer.fit(TensorLoader(tiny_data, batch_size=16), epochs=5)
+    ckpt = load_checkpoint(path)
+    assert ckpt["trainer"]["step"] == 3 and ckpt["trainer"]["epoch_step"] == 3
+    torch.testing.assert_close(ckpt["generator"]["net.0.weight"], tiny_trainer.generator.net[0].weight.detach())
+
+
+@pytest.mark.parametrize(("cls", "kwargs"), [(ProgressBar, {"refresh_every": 0}), (EpochLogger, {"every": -1}),
+                                              (ModelCheckpoint, {"path": "x.pt", "every": 0})])
+def test_callbacks_reject_bad_intervals(cls, kwargs):
+    with pytest.raises(ValueError, match="every"):
+        cls(**kwargs)
