@@ -1,0 +1,399 @@
+"""Run reports: sample grids from a fixed noise bank, the loss history as CSV and as a plot, run.json.
+
+The callbacks here follow :mod:`torchgan_lite.callbacks`: a small object whose
+``attach(trainer)`` registers handlers ``fn(trainer)`` and returns their handles.
+They read the trainer only at epoch ends and at the end of ``fit`` (or when it is
+interrupted), so they add nothing to the training step.
+
+- :class:`SampleGrid`: ``samples_epoch_NNN.png`` every N epochs and ``samples_final.png``,
+  an 8x8 grid from one fixed noise bank (:func:`fixed_noise`), so epochs can be compared.
+- :class:`HistoryCSV`: ``history.csv``, one row per completed epoch, rewritten each epoch.
+- :class:`LossPlot`: ``losses.png``, mean D and G loss per epoch (needs matplotlib, the
+  ``[plot]`` extra; without it the plot is skipped with one printed note).
+
+Every file is written atomically (a temporary file renamed over the target), so a
+run killed mid-write never leaves a torn PNG or CSV.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import torch
+
+from .events import Event, RemovableHandle
+
+if TYPE_CHECKING:
+    from .trainer import EpochStats, GANTrainer
+
+__all__ = [
+    "HISTORY_COLUMNS",
+    "HistoryCSV",
+    "LossPlot",
+    "SampleGrid",
+    "fixed_noise",
+    "plot_losses",
+    "run_info",
+    "save_grid",
+    "write_history_csv",
+    "write_json",
+]
+
+#: The first columns of ``history.csv``: the fields of :class:`~torchgan_lite.EpochStats`.
+HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "step", "d_loss", "g_loss", "d_real", "d_fake", "seconds",
+                                    "steps_per_s")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_path(name: str, value: object) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike, got {type(value).__name__}")
+    return Path(value)
+
+
+def _check_every(every: object) -> int:
+    if isinstance(every, bool) or not isinstance(every, int):
+        raise TypeError(f"every must be an int, got {every!r}")
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    return every
+
+
+@contextlib.contextmanager
+def _atomic_target(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _row_dict(entry: EpochStats | Mapping[str, Any]) -> dict[str, Any]:
+    if dataclasses.is_dataclass(entry) and not isinstance(entry, type):
+        return dataclasses.asdict(entry)
+    if isinstance(entry, Mapping):
+        return dict(entry)
+    raise TypeError(f"history entries must be EpochStats or mappings, got {type(entry).__name__}")
+
+
+# --------------------------------------------------------------------------- functions
+
+
+def fixed_noise(n: int, latent_dim: int, seed: int = 0, device: torch.device | str = "cpu",
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A noise bank ``(n, latent_dim)`` ~ N(0, I) that depends on ``seed`` only.
+
+    Drawn on the CPU from its own ``torch.Generator``, so it is the same on every
+    device, after a resume, and whatever else drew from torch's global RNG.
+
+    Args:
+        n: Number of noise vectors (64 for an 8x8 grid).
+        latent_dim: Size of each vector.
+        seed: Seed of the bank's own generator.
+        device: Where the returned tensor lives.
+        dtype: Its dtype.
+    """
+    for name, value in (("n", n), ("latent_dim", latent_dim)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, latent_dim, generator=gen).to(device=device, dtype=dtype)  # (n, latent_dim)
+
+
+def save_grid(images: torch.Tensor, path: str | os.PathLike[str], nrow: int = 8) -> Path:
+    """Write images ``(B, C, H, W)`` as one PNG grid, as the recipe shows its samples.
+
+    ``torchvision.utils.make_grid(images, nrow=nrow, normalize=True)`` (min-max scaled over
+    the batch, 2-pixel padding), so 64 MNIST samples make a 242x242 image. One-channel
+    images are written as a greyscale PNG (a third of the size of make_grid's RGB copy).
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    from PIL import Image
+    from torchvision.utils import make_grid, save_image
+
+    path = _check_path("path", path)
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor (B, C, H, W), got {type(images).__name__}")
+    if images.dim() != 4 or images.shape[0] < 1:
+        raise ValueError(f"images must have shape (B, C, H, W) with B >= 1, got {tuple(images.shape)}")
+    if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
+        raise ValueError(f"nrow must be an int >= 1, got {nrow!r}")
+    grid = make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True)  # (3, H', W') in [0, 1]
+    with _atomic_target(path) as tmp:
+        if images.shape[1] == 1:  # grey images: make_grid copied them into 3 equal channels; keep one
+            pixels = grid[0].mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()  # (H', W')
+            Image.fromarray(pixels).save(tmp, format="png")
+        else:
+            save_image(grid, tmp, format="png")
+    return path
+
+
+def write_history_csv(history: Sequence[EpochStats | Mapping[str, Any]], path: str | os.PathLike[str],
+                      metrics_by_epoch: Mapping[int, Mapping[str, float]] | None = None) -> Path:
+    """Write the per-epoch history as CSV: :data:`HISTORY_COLUMNS`, then one column per metric.
+
+    Args:
+        history: ``trainer.state.history`` (or dicts with the same keys).
+        path: The CSV file; the header is written even when ``history`` is empty.
+        metrics_by_epoch: Optional ``{epoch: {name: value}}``; a metric not measured at an
+            epoch leaves its cell empty.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    path = _check_path("path", path)
+    metrics_by_epoch = dict(metrics_by_epoch or {})
+    metric_names: list[str] = []
+    for values in metrics_by_epoch.values():
+        metric_names += [k for k in values if k not in metric_names and k not in HISTORY_COLUMNS]
+    with _atomic_target(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*HISTORY_COLUMNS, *metric_names])
+        for entry in history:
+            row = _row_dict(entry)
+            measured = metrics_by_epoch.get(int(row["epoch"]), {})
+            writer.writerow([row.get(c, "") for c in HISTORY_COLUMNS] + [measured.get(k, "") for k in metric_names])
+    return path
+
+
+def plot_losses(history: Sequence[EpochStats | Mapping[str, Any]], path: str | os.PathLike[str],
+                title: str = "GAN losses") -> Path:
+    """The recipe's plot: mean D loss and mean G loss against the epoch (one plot, two curves).
+
+    Uses matplotlib's object API with the Agg canvas (no pyplot, no global backend change).
+
+    Raises:
+        ModuleNotFoundError: matplotlib is not installed (``pip install 'torchgan_lite[plot]'``).
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    path = _check_path("path", path)
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError("plot_losses needs matplotlib: pip install 'torchgan_lite[plot]'") from err
+    rows = [_row_dict(h) for h in history]
+    epochs = [r["epoch"] for r in rows]
+    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    marker = "o" if len(rows) <= 30 else None
+    ax.plot(epochs, [r["d_loss"] for r in rows], marker=marker, markersize=3, label="discriminator")
+    ax.plot(epochs, [r["g_loss"] for r in rows], marker=marker, markersize=3, label="generator")
+    if not rows:
+        ax.text(0.5, 0.5, "no completed epoch yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean loss over the epoch")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if rows:
+        ax.legend()
+    fig.tight_layout()
+    with _atomic_target(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented JSON, atomically (``Path`` and other objects become strings)."""
+    path = _check_path("path", path)
+    with _atomic_target(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=str, allow_nan=True) + "\n")
+    return path
+
+
+def run_info(trainer: GANTrainer, config: Mapping[str, Any], wall_seconds: float | None = None,
+             status: str = "running") -> dict[str, Any]:
+    """What ``run.json`` records: the config, the software versions, the device and the progress.
+
+    Args:
+        trainer: The trainer of the run.
+        config: The run's settings (e.g. ``vars(argparse_namespace)``).
+        wall_seconds: Wall time of this process's run so far.
+        status: A word for how the run stands (``"running"``, ``"finished"``, ``"interrupted"``...).
+    """
+    import torchvision
+
+    from . import __version__
+
+    st = trainer.state
+    return {
+        "status": status,
+        "config": dict(config),
+        "device": str(trainer.device),
+        "device_name": (torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda"
+                        else platform.processor() or platform.machine()),
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "torchvision": torchvision.__version__, "torchgan_lite": __version__},
+        "wall_seconds": None if wall_seconds is None else round(float(wall_seconds), 3),
+        "step": st.step,
+        "epoch": st.epoch,
+        "last_epoch": dataclasses.asdict(st.history[-1]) if st.history else None,
+        "metrics": dict(st.metrics),
+    }
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+class SampleGrid:
+    """Saves an image grid of ``trainer.sample(len(z), z)`` every ``every`` epochs and at the end.
+
+    Files: ``out_dir/samples_epoch_NNN.png`` (NNN = epochs completed) and, when ``fit``
+    ends (all epochs or ``max_steps``), ``out_dir/samples_final.png``.
+
+    Args:
+        out_dir: Folder of the PNGs (created).
+        z: The fixed noise bank ``(n, latent_dim)``, e.g. ``fixed_noise(64, 100, seed)``.
+        every: Epochs between grids.
+        nrow: Images per grid row.
+        final: Also write ``samples_final.png`` at the end of ``fit``.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike[str], z: torch.Tensor, every: int = 1, nrow: int = 8,
+                 final: bool = True) -> None:
+        self.out_dir = _check_path("out_dir", out_dir)
+        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[0] < 1:
+            raise ValueError(f"z must be a noise tensor (n, latent_dim) with n >= 1, got "
+                             f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
+        self.z = z
+        self.every = _check_every(every)
+        self.nrow = nrow
+        self.final = final
+
+    def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:
+        if self.z.shape[1] != trainer.latent_dim:
+            raise ValueError(f"z has {self.z.shape[1]} columns but the trainer's latent_dim is {trainer.latent_dim}")
+        handles = [trainer.add_callback(Event.EPOCH_END, self._epoch_grid, every=self.every)]
+        if self.final:
+            handles.append(trainer.add_callback(Event.FIT_END, self._final_grid))
+        return handles
+
+    def save(self, trainer: GANTrainer, name: str) -> Path:
+        """Write the grid of the current generator to ``out_dir/name``."""
+        images = trainer.sample(self.z.shape[0], z=self.z)  # (n, C, H, W)
+        return save_grid(images, self.out_dir / name, nrow=self.nrow)
+
+    def _epoch_grid(self, trainer: GANTrainer) -> None:
+        self.save(trainer, f"samples_epoch_{trainer.state.epoch:03d}.png")
+
+    def _final_grid(self, trainer: GANTrainer) -> None:
+        self.save(trainer, "samples_final.png")
+
+
+class HistoryCSV:
+    """Rewrites ``history.csv`` from ``trainer.state.history`` at each epoch end and when ``fit`` stops.
+
+    Columns: :data:`HISTORY_COLUMNS`, then one per key of ``trainer.state.metrics``. A
+    metric cell holds the value measured at that epoch, and is empty at epochs where
+    the metric was not measured (a value that did not change since the previous
+    epoch end counts as not measured). Attach it *after* the callback that fills
+    ``state.metrics``, so it sees that epoch's values.
+
+    Which epoch measured what is kept in the checkpoint (``trainer.register_state``
+    under ``"history_csv"``), so the CSV is whole after a resume; attach it before
+    ``trainer.load_checkpoint``.
+
+    Args:
+        path: The CSV file.
+    """
+
+    state_name = "history_csv"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = _check_path("path", path)
+        self.metrics_by_epoch: dict[int, dict[str, float]] = {}
+        self._last_seen: dict[str, float] = {}
+
+    def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:
+        trainer.register_state(self.state_name, self)
+        return [trainer.add_callback(Event.EPOCH_END, self._epoch_end),
+                trainer.add_callback(Event.FIT_END, self.write),
+                trainer.add_callback(Event.EXCEPTION, self.write)]
+
+    def _epoch_end(self, trainer: GANTrainer) -> None:
+        now = {k: float(v) for k, v in trainer.state.metrics.items()}
+        fresh = {k: v for k, v in now.items() if k not in self._last_seen or not _same_float(self._last_seen[k], v)}
+        if fresh:
+            self.metrics_by_epoch[trainer.state.epoch] = fresh
+        self._last_seen = now
+        self.write(trainer)
+
+    def write(self, trainer: GANTrainer) -> Path:
+        """Write the CSV now."""
+        return write_history_csv(trainer.state.history, self.path, self.metrics_by_epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"metrics_by_epoch": {int(e): dict(v) for e, v in self.metrics_by_epoch.items()},
+                "last_seen": dict(self._last_seen)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.metrics_by_epoch = {int(e): {k: float(x) for k, x in v.items()}
+                                 for e, v in state.get("metrics_by_epoch", {}).items()}
+        self._last_seen = {k: float(x) for k, x in state.get("last_seen", {}).items()}
+
+
+def _same_float(a: float, b: float) -> bool:
+    return a == b or (math.isnan(a) and math.isnan(b))
+
+
+class LossPlot:
+    """Redraws ``losses.png`` (:func:`plot_losses`) at each epoch end and when ``fit`` stops.
+
+    Without matplotlib it prints one note (to ``file``, stdout by default) and draws nothing.
+
+    Args:
+        path: The PNG file.
+        every: Epochs between redraws (the plot is also drawn when ``fit`` stops).
+        file: Where the missing-matplotlib note goes.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], every: int = 1, file: TextIO | None = None) -> None:
+        self.path = _check_path("path", path)
+        self.every = _check_every(every)
+        self.file = file
+        self.enabled = True
+
+    def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:
+        return [trainer.add_callback(Event.EPOCH_END, self.draw, every=self.every),
+                trainer.add_callback(Event.FIT_END, self.draw),
+                trainer.add_callback(Event.EXCEPTION, self.draw)]
+
+    def draw(self, trainer: GANTrainer) -> Path | None:
+        """Draw the plot now; None when matplotlib is missing."""
+        if not self.enabled:
+            return None
+        try:
+            return plot_losses(trainer.state.history, self.path)
+        except ModuleNotFoundError as err:
+            self.enabled = False
+            print(f"note: {err}; skipping {self.path.name}", file=self.file if self.file is not None else sys.stdout,
+                  flush=True)
+            return None
