@@ -1,0 +1,27 @@
+"""Step rate: the training step alone, on synthetic device-resident batches (no data loading).
+
+Each case times ``plan.steps`` steps per round with one synchronisation at the end,
+after untimed warm-up rounds; steps/s, images/s and peak memory go to ``extra_info``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .harness import measure, step_runner, synthetic_batches
+from .variants import BATCH_SIZES, DEVICES, STEP_PLAN, VARIANTS, plan_for, variant_by_name
+
+
+@pytest.mark.parametrize("variant_name", [v.name for v in VARIANTS])
+@pytest.mark.parametrize("batch", BATCH_SIZES)
+@pytest.mark.parametrize("device", DEVICES)
+def test_step(benchmark, device: str, batch: int, variant_name: str, quick: bool) -> None:
+    variant = variant_by_name(variant_name)
+    reason = variant.skip_reason(device)
+    if reason is not None:
+        pytest.skip(reason)
+    batches = synthetic_batches(batch, device)  # (batch, 1, 28, 28) each, made before memory is measured
+    info = measure(benchmark, kind="step", variant=variant, device=device, batch=batch,
+                   plan=plan_for(STEP_PLAN, device, batch, quick),
+                   build=lambda: step_runner(variant, device, batches))
+    assert info["peak_mem_bytes"] >= 0

@@ -1,0 +1,138 @@
+"""The table of what is benchmarked: variants, devices, batch sizes, steps per round.
+
+Adding a variant is one line in :data:`VARIANTS`: a name and the keyword arguments
+given to :class:`torchgan_lite.GANTrainer` (``None`` means the tutorial's loop from
+:mod:`benchmarks.reference_loop`, the baseline). A variant whose keywords the
+installed ``GANTrainer`` does not accept, or that the device cannot run, is skipped
+with the reason, so a line may be added before the option lands.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+__all__ = [
+    "BASELINE",
+    "BATCH_SIZES",
+    "DEVICES",
+    "END_TO_END_PLAN",
+    "STEP_PLAN",
+    "VARIANTS",
+    "Plan",
+    "Variant",
+    "plan_for",
+    "variant_by_name",
+]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the training step.
+
+    Attributes:
+        name: Short label used in test ids and the report (``"fast+bf16"``).
+        trainer_kwargs: Keywords for ``GANTrainer(...)``; ``None``: the reference loop.
+        devices: Device types it runs on (``"cpu"``, ``"cuda"``).
+        needs_bf16: Skip where the device has no bfloat16 support.
+    """
+
+    name: str
+    trainer_kwargs: Mapping[str, Any] | None
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    needs_bf16: bool = False
+
+    def __post_init__(self) -> None:
+        if self.trainer_kwargs is not None:
+            object.__setattr__(self, "trainer_kwargs", MappingProxyType(dict(self.trainer_kwargs)))
+
+    @property
+    def is_baseline(self) -> bool:
+        """Whether this is the tutorial's loop rather than the library."""
+        return self.trainer_kwargs is None
+
+    def skip_reason(self, device: str) -> str | None:
+        """Why this variant cannot run on ``device`` here, or None when it can."""
+        if device not in self.devices:
+            return f"{self.name} is not defined on {device} (only on {', '.join(self.devices)})"
+        if device == "cuda" and not torch.cuda.is_available():
+            return "CUDA is not available on this machine"
+        if self.needs_bf16 and device == "cuda" and not torch.cuda.is_bf16_supported():
+            return f"{torch.cuda.get_device_name()} has no bfloat16 support"
+        if self.trainer_kwargs is not None:
+            from torchgan_lite import GANTrainer
+
+            accepted = inspect.signature(GANTrainer.__init__).parameters
+            unknown = sorted(set(self.trainer_kwargs) - set(accepted))
+            if unknown:
+                return f"this GANTrainer has no option {', '.join(unknown)}"
+        return None
+
+
+BASELINE = "baseline"
+
+#: The variants, in report order. One line each.
+VARIANTS: tuple[Variant, ...] = (
+    Variant(BASELINE, None),  # (a) the tutorial's loop, D step called
+    Variant("plain", {"fast": False}),  # (b) the library's tutorial-literal path
+    Variant("fast", {"fast": True}),  # (c) the default fast path, fp32
+    Variant("fast+bf16", {"fast": True, "amp": "bf16"}, needs_bf16=True),  # (c) bf16 autocast
+)
+
+
+
+def variant_by_name(name: str) -> Variant:
+    """The entry of :data:`VARIANTS` called ``name``."""
+    for v in VARIANTS:
+        if v.name == name:
+            return v
+    raise ValueError(f"no variant named {name!r}; the variants are {[v.name for v in VARIANTS]}")
+
+
+DEVICES: tuple[str, ...] = ("cpu", "cuda")
+BATCH_SIZES: tuple[int, ...] = (128, 512, 2048)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one case is timed: ``rounds`` timed rounds of ``steps`` steps after ``warmup`` rounds."""
+
+    steps: int
+    rounds: int
+    warmup: int = 1
+
+
+# Steps per round fall with the batch so that each case costs about the same time.
+# A batch-2048 step is about 16x a batch-128 step on a 2-core CPU; a CUDA step is
+# launch-bound, so it needs many more steps per round to be timed well.
+STEP_PLAN: Mapping[tuple[str, int], Plan] = MappingProxyType({
+    ("cpu", 128): Plan(steps=20, rounds=5),
+    ("cpu", 512): Plan(steps=6, rounds=5),
+    ("cpu", 2048): Plan(steps=2, rounds=4),
+    ("cuda", 128): Plan(steps=200, rounds=5, warmup=2),
+    ("cuda", 512): Plan(steps=200, rounds=5, warmup=2),
+    ("cuda", 2048): Plan(steps=100, rounds=5, warmup=2),
+})
+
+# End to end: K steps of a started epoch per round (the first, warm-up round starts it).
+END_TO_END_PLAN: Mapping[tuple[str, int], Plan] = MappingProxyType({
+    ("cpu", 128): Plan(steps=50, rounds=3),
+    ("cpu", 512): Plan(steps=12, rounds=3),
+    ("cpu", 2048): Plan(steps=3, rounds=3),
+    ("cuda", 128): Plan(steps=200, rounds=3),
+    ("cuda", 512): Plan(steps=100, rounds=3),
+    ("cuda", 2048): Plan(steps=50, rounds=3),
+})
+
+
+def plan_for(plans: Mapping[tuple[str, int], Plan], device: str, batch: int, quick: bool = False) -> Plan:
+    """The plan of one case; ``quick`` (env ``TORCHGAN_LITE_BENCH_QUICK=1``): a smoke run."""
+    plan = plans[(device, batch)]
+    if quick:
+        return Plan(steps=max(1, plan.steps // 10), rounds=1, warmup=1)
+    return plan

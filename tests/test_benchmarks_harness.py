@@ -1,0 +1,201 @@
+"""The benchmark harness itself: the report's arithmetic, the baseline's fidelity, the timing glue.
+
+The benchmarks (``benchmarks/``) are not part of the test suite; these checks keep
+the figures they print honest: ratios computed against the right baseline, a
+baseline that is the recipe's model and really runs the discriminator step, and
+rates derived from the rounds actually timed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from benchmarks import report
+from benchmarks.harness import PeakMemory, measure, step_runner, synthetic_batches
+from benchmarks.reference_loop import (
+    ReferenceLoop,
+    mnist_dataloader,
+    mnist_dataset,
+    reference_discriminator,
+    reference_generator,
+)
+from benchmarks.variants import BASELINE, VARIANTS, Plan, Variant, variant_by_name
+from torchgan_lite import data
+
+
+def _case(kind: str, device: str, batch: int, variant: str, steps_per_s: float, mem: int) -> dict:
+    return {
+        "name": f"test_{kind}[{device}-{batch}-{variant}]",
+        "stats": {"median": 1.0 / steps_per_s},
+        "extra_info": {"kind": kind, "device": device, "device_name": "test cpu", "batch": batch,
+                       "variant": variant, "steps_per_s": steps_per_s, "images_per_s": steps_per_s * batch,
+                       "peak_mem_bytes": mem, "torch": torch.__version__},
+    }
+
+
+def _write(tmp_path: Path, cases: list[dict]) -> Path:
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"benchmarks": cases, "datetime": "now", "machine_info": {"system": "Linux"}}))
+    return path
+
+
+def test_report_ratios_are_to_the_baseline_of_the_same_group(tmp_path: Path, capsys) -> None:
+    mib = 2**20
+    cases = [
+        _case("step", "cpu", 128, "plain", 30.0, 100 * mib),
+        _case("step", "cpu", 128, BASELINE, 20.0, 90 * mib),
+        _case("step", "cpu", 128, "fast", 50.0, 80 * mib),
+        _case("step", "cpu", 512, BASELINE, 4.0, 200 * mib),
+        _case("step", "cpu", 512, "fast", 10.0, 250 * mib),
+        _case("step", "cpu", 512, "plain", 5.0, 200 * mib),
+        _case("end_to_end", "cpu", 128, BASELINE, 16.0, 90 * mib),
+        _case("end_to_end", "cpu", 128, "fast", 40.0, 70 * mib),
+    ]
+    rows = report.add_ratios(report.load_rows([_write(tmp_path, cases)])[0])
+    by = {(r.kind, r.batch, r.variant): r for r in rows}
+    assert by["step", 128, "fast"].ratio == pytest.approx(2.5)
+    assert by["step", 128, "plain"].ratio == pytest.approx(1.5)
+    assert by["step", 128, BASELINE].ratio == pytest.approx(1.0)
+    assert by["step", 512, "fast"].ratio == pytest.approx(2.5)
+    assert by["end_to_end", 128, "fast"].ratio == pytest.approx(2.5)
+    assert by["step", 128, "fast"].mem_vs_plain == pytest.approx(0.8)
+    assert by["step", 512, "fast"].mem_vs_plain == pytest.approx(1.25)
+    assert by["end_to_end", 128, "fast"].mem_vs_plain is None  # no plain row in that group
+    # Sorted: step before end to end, batch ascending, baseline first in each group.
+    assert [(r.kind, r.batch, r.variant) for r in rows][:4] == [
+        ("step", 128, BASELINE), ("step", 128, "plain"), ("step", 128, "fast"), ("step", 512, BASELINE)]
+    assert rows[-2].kind == "end_to_end"
+    # Only the fast case above plain's memory is flagged.
+    warnings = report.memory_warnings(rows)
+    assert len(warnings) == 1 and "batch 512" in warnings[0] and "1.25x" in warnings[0]
+
+    assert report.main([str(tmp_path / "bench.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| step | cpu | 128 | fast | 50.00 | 6,400 | 2.50x | 20.0 | 80.0 | 0.80x |" in out
+    assert "| step | cpu | 512 | plain | 5.00 | 2,560 | 1.25x | 200.0 | 200.0 | 1.00x |" in out
+
+
+@settings(max_examples=30, deadline=None)
+@given(base=st.floats(0.01, 1e4), others=st.lists(st.floats(0.01, 1e4), min_size=1, max_size=4))
+def test_report_ratio_is_rate_over_baseline_rate(tmp_path_factory, base: float, others: list[float]) -> None:
+    tmp = tmp_path_factory.mktemp("r")
+    cases = [_case("step", "cpu", 128, BASELINE, base, 1)]
+    cases += [_case("step", "cpu", 128, f"v{i}", v, 1) for i, v in enumerate(others)]
+    rows = report.add_ratios(report.load_rows([_write(tmp, cases)])[0])
+    assert rows[0].variant == BASELINE and rows[0].ratio == pytest.approx(1.0)
+    for i, v in enumerate(others):
+        (row,) = [r for r in rows if r.variant == f"v{i}"]
+        assert row.ratio == pytest.approx(v / base)
+
+
+def test_report_skips_untimed_cases_and_rejects_other_files(tmp_path: Path) -> None:
+    case = _case("step", "cpu", 128, BASELINE, 2.0, 1)
+    del case["extra_info"]["steps_per_s"]  # what --benchmark-disable leaves
+    rows, _ = report.load_rows([_write(tmp_path, [case])])
+    assert rows == []
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "benchmarks"}')
+    with pytest.raises(ValueError, match=r"bad\.json"):
+        report.load_rows([bad])
+
+
+def test_reference_models_have_the_recipe_parameter_counts() -> None:
+    assert sum(p.numel() for p in reference_generator().parameters()) == 1_486_352
+    assert sum(p.numel() for p in reference_discriminator().parameters()) == 1_460_225
+    assert isinstance(reference_discriminator()[-1], torch.nn.Sigmoid)
+
+
+def test_reference_step_runs_the_discriminator_step() -> None:
+    torch.manual_seed(0)
+    loop = ReferenceLoop.create("cpu")
+    d_before = [p.detach().clone() for p in loop.discriminator.parameters()]
+    g_before = [p.detach().clone() for p in loop.generator.parameters()]
+    real = torch.rand(16, 1, 28, 28) * 2 - 1  # (16, 1, 28, 28)
+    d_loss, g_loss = loop.step(real)
+    assert all(not torch.equal(a, p) for a, p in zip(d_before, loop.discriminator.parameters()))
+    assert all(not torch.equal(a, p) for a, p in zip(g_before, loop.generator.parameters()))
+    assert math.isfinite(d_loss) and math.isfinite(g_loss)
+    assert loop.history == [(d_loss, g_loss)]
+    # Faithful to the tutorial: the G step leaves gradients in D's weights (its wasted work).
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in loop.discriminator.parameters())
+
+
+def test_variant_table_is_well_formed_and_skips_unknown_options() -> None:
+    names = [v.name for v in VARIANTS]
+    assert names[0] == BASELINE and len(set(names)) == len(names)
+    assert variant_by_name("fast").trainer_kwargs == {"fast": True}
+    with pytest.raises(ValueError, match="no variant named"):
+        variant_by_name("nope")
+    assert "no option not_an_option" in (Variant("x", {"not_an_option": 1}).skip_reason("cpu") or "")
+    assert Variant("x", {"fast": True}, devices=("cuda",)).skip_reason("cpu") is not None
+    assert variant_by_name("fast").skip_reason("cpu") is None
+
+
+class _Stats:
+    def __init__(self, times: list[float]) -> None:
+        self.median = sorted(times)[len(times) // 2]
+
+
+class _Benchmark:
+    """pytest-benchmark's fixture, reduced to what ``measure`` uses."""
+
+    def __init__(self) -> None:
+        self.extra_info: dict = {}
+        self.group = ""
+        self.calls = 0
+        self.stats = None
+
+    def pedantic(self, fn, args=(), rounds=1, warmup_rounds=0, iterations=1):
+        import time
+
+        for _ in range(warmup_rounds):
+            fn(*args)
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            fn(*args)
+            times.append(time.perf_counter() - t0)
+        self.calls += warmup_rounds + rounds
+        self.stats = type("Meta", (), {"stats": _Stats(times)})()
+
+
+@pytest.mark.parametrize("name", [BASELINE, "fast"])
+def test_measure_records_rates_from_the_timed_rounds(name: str) -> None:
+    bench = _Benchmark()
+    batches = synthetic_batches(8, "cpu", count=2)
+    plan = Plan(steps=2, rounds=2, warmup=1)
+    info = measure(bench, kind="step", variant=variant_by_name(name), device="cpu", batch=8, plan=plan,
+                   build=lambda: step_runner(variant_by_name(name), "cpu", batches))
+    assert bench.calls == 3
+    assert info["steps_per_s"] == pytest.approx(2 / bench.stats.stats.median)
+    assert info["images_per_s"] == pytest.approx(8 * info["steps_per_s"])
+    assert bench.extra_info["variant"] == name and bench.group == "step cpu batch=8"
+    assert info["peak_mem_bytes"] >= 0 and info["mem_method"]
+
+
+def test_peak_memory_sees_a_large_allocation() -> None:
+    with PeakMemory("cpu") as mem:
+        x = torch.ones(64 * 2**20 // 4)  # 64 MiB, every page touched
+        del x
+    if not mem.method.startswith("peak RSS"):
+        pytest.skip(f"/proc/self/clear_refs cannot reset the RSS peak here ({mem.method})")
+    assert mem.peak_bytes >= 60 * 2**20
+
+
+@pytest.mark.mnist
+def test_reference_loader_yields_the_library_images(mnist_dir: Path) -> None:
+    ds = mnist_dataset(mnist_dir)
+    images = data.mnist(mnist_dir)  # (60000, 1, 28, 28)
+    for i in (0, 1234, 59999):
+        assert torch.allclose(ds[i][0], images[i], atol=1e-6)
+    loader = mnist_dataloader(ds, batch_size=128)
+    assert len(loader) == 468
+    batch, _ = next(iter(loader))
+    assert batch.shape == (128, 1, 28, 28) and batch.min() >= -1 and batch.max() <= 1
