@@ -1,0 +1,88 @@
+"""Improved precision and recall (Kynkäänniemi et al., 2019) with k-nearest-neighbour balls.
+
+Each set's manifold is the union of balls around its points, each ball's radius the
+distance to that point's k-th nearest neighbour in its own set (k=3 as in the
+paper). Precision: the fraction of generated samples inside the real manifold
+(are samples realistic?). Recall: the fraction of real samples inside the
+generated manifold (is the real variety covered?).
+
+Distances are computed in float64, ``chunk_size`` rows at a time, so memory is
+``chunk_size x N`` numbers, never ``N x N``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .frechet import as_float64
+
+__all__ = ["knn_radii", "precision_recall"]
+
+
+def _check_chunk(chunk_size: object) -> int:
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+    return chunk_size
+
+
+def _sq_dists(a: torch.Tensor, b: torch.Tensor, b_sq: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances ``(len(a), len(b))``; ``b_sq`` is ``(b**2).sum(1)``."""
+    return ((a * a).sum(1, keepdim=True) + b_sq[None, :] - 2 * a @ b.T).clamp_(min=0)  # (n_a, n_b)
+
+
+def knn_radii(feats: Any, k: int = 3, chunk_size: int = 512) -> torch.Tensor:
+    """Distance from each row of ``feats`` ``(N, D)`` to its k-th nearest other row: ``(N,)`` float64."""
+    x = as_float64("feats", feats, 2)  # (N, D)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    if x.shape[0] <= k:
+        raise ValueError(f"feats needs more than k={k} rows to find k nearest neighbours, got {x.shape[0]}")
+    chunk_size = _check_chunk(chunk_size)
+    x_sq = (x * x).sum(1)  # (N,)
+    out = torch.empty(x.shape[0], dtype=torch.float64)
+    for i in range(0, x.shape[0], chunk_size):
+        d2 = _sq_dists(x[i : i + chunk_size], x, x_sq)  # (c, N), includes the point itself at 0
+        out[i : i + chunk_size] = d2.topk(k + 1, dim=1, largest=False).values[:, k]
+    return out.sqrt()
+
+
+def _inside(query: torch.Tensor, ref: torch.Tensor, radii: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """Whether each query row lies within some ref ball: ``(len(query),)`` bool."""
+    ref_sq = (ref * ref).sum(1)  # (M,)
+    r2 = radii * radii  # (M,)
+    out = torch.empty(query.shape[0], dtype=torch.bool)
+    for i in range(0, query.shape[0], chunk_size):
+        d2 = _sq_dists(query[i : i + chunk_size], ref, ref_sq)  # (c, M)
+        out[i : i + chunk_size] = (d2 <= r2[None, :]).any(1)
+    return out
+
+
+def precision_recall(real: Any, fake: Any, k: int = 3, chunk_size: int = 512,
+                     real_radii: torch.Tensor | None = None) -> tuple[float, float]:
+    """k-NN precision and recall of ``fake`` ``(N_f, D)`` against ``real`` ``(N_r, D)``.
+
+    Args:
+        real: Real features (torch tensor or NumPy array, any float dtype).
+        fake: Generated features, same width.
+        k: The neighbour whose distance sets each ball's radius (the paper's 3).
+        chunk_size: Rows of distances computed at once (memory ``chunk_size x N``).
+        real_radii: ``knn_radii(real, k)``, if already computed (they depend only on the real set).
+
+    Returns:
+        ``(precision, recall)``, each in [0, 1].
+    """
+    r, f = as_float64("real", real, 2), as_float64("fake", fake, 2)
+    if r.shape[1] != f.shape[1]:
+        raise ValueError(f"real has {r.shape[1]} features per row but fake has {f.shape[1]}: they must match")
+    chunk_size = _check_chunk(chunk_size)
+    if real_radii is None:
+        real_radii = knn_radii(r, k, chunk_size)
+    elif not isinstance(real_radii, torch.Tensor) or real_radii.shape != (r.shape[0],):
+        raise ValueError(f"real_radii must be a tensor of shape ({r.shape[0]},), got "
+                         f"{getattr(real_radii, 'shape', type(real_radii).__name__)}")
+    fake_radii = knn_radii(f, k, chunk_size)
+    precision = float(_inside(f, r, real_radii.double(), chunk_size).double().mean())
+    recall = float(_inside(r, f, fake_radii, chunk_size).double().mean())
+    return precision, recall
