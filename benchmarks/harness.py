@@ -167,11 +167,12 @@ def synthetic_batches(batch: int, device: str, count: int = 4, seed: int = 0) ->
     return [(torch.rand(batch, 1, 28, 28, generator=gen) * 2 - 1).to(device) for _ in range(count)]
 
 
-def make_trainer(variant: Variant, device: str) -> GANTrainer:
-    """The reference models in a ``GANTrainer`` configured by ``variant``."""
+def make_trainer(variant: Variant, device: str, **overrides: Any) -> GANTrainer:
+    """The reference models in a ``GANTrainer`` configured by ``variant`` (then ``overrides``)."""
     assert variant.trainer_kwargs is not None
-    return GANTrainer(models.mlp_generator(), models.mlp_discriminator(), losses.NonSaturatingLoss(),
-                      device=device, **variant.trainer_kwargs)
+    kwargs = {**variant.trainer_kwargs, **overrides}
+    return GANTrainer(models.mlp_generator(**variant.g_kwargs), models.mlp_discriminator(**variant.d_kwargs),
+                      losses.NonSaturatingLoss(), device=device, **kwargs)
 
 
 @dataclass

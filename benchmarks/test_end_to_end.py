@@ -20,7 +20,7 @@ from .harness import end_to_end_runner, measure
 from .variants import BATCH_SIZES, DEVICES, END_TO_END_PLAN, VARIANTS, plan_for, variant_by_name
 
 
-@pytest.mark.parametrize("variant_name", [v.name for v in VARIANTS])
+@pytest.mark.parametrize("variant_name", [v.name for v in VARIANTS if v.end_to_end])
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 @pytest.mark.parametrize("device", DEVICES)
 def test_end_to_end(benchmark, device: str, batch: int, variant_name: str, quick: bool,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -31,6 +31,11 @@ __all__ = [
 ]
 
 
+def _unknown_options(fn: Any, kwargs: Mapping[str, Any]) -> list[str]:
+    accepted = inspect.signature(fn).parameters
+    return sorted(set(kwargs) - set(accepted))
+
+
 @dataclass(frozen=True)
 class Variant:
     """One way of running the training step.
@@ -38,18 +43,28 @@ class Variant:
     Attributes:
         name: Short label used in test ids and the report (``"fast+bf16"``).
         trainer_kwargs: Keywords for ``GANTrainer(...)``; ``None``: the reference loop.
+        d_kwargs: Keywords for ``models.mlp_discriminator(...)`` (library variants).
+        g_kwargs: Keywords for ``models.mlp_generator(...)`` (library variants).
         devices: Device types it runs on (``"cpu"``, ``"cuda"``).
         needs_bf16: Skip where the device has no bfloat16 support.
+        end_to_end: Also run it in the end-to-end benchmark. The library's variants
+            share one data path, so a single option that only changes the step is
+            measured by the step benchmark and left out here to keep the run short.
     """
 
     name: str
     trainer_kwargs: Mapping[str, Any] | None
+    d_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    g_kwargs: Mapping[str, Any] = field(default_factory=dict)
     devices: tuple[str, ...] = ("cpu", "cuda")
     needs_bf16: bool = False
+    end_to_end: bool = True
 
     def __post_init__(self) -> None:
-        if self.trainer_kwargs is not None:
-            object.__setattr__(self, "trainer_kwargs", MappingProxyType(dict(self.trainer_kwargs)))
+        for name in ("trainer_kwargs", "d_kwargs", "g_kwargs"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, MappingProxyType(dict(value)))
 
     @property
     def is_baseline(self) -> bool:
@@ -65,12 +80,14 @@ class Variant:
         if self.needs_bf16 and device == "cuda" and not torch.cuda.is_bf16_supported():
             return f"{torch.cuda.get_device_name()} has no bfloat16 support"
         if self.trainer_kwargs is not None:
-            from torchgan_lite import GANTrainer
+            from torchgan_lite import GANTrainer, models
 
-            accepted = inspect.signature(GANTrainer.__init__).parameters
-            unknown = sorted(set(self.trainer_kwargs) - set(accepted))
-            if unknown:
-                return f"this GANTrainer has no option {', '.join(unknown)}"
+            for what, fn, kwargs in (("GANTrainer", GANTrainer.__init__, self.trainer_kwargs),
+                                     ("mlp_discriminator", models.mlp_discriminator, self.d_kwargs),
+                                     ("mlp_generator", models.mlp_generator, self.g_kwargs)):
+                unknown = _unknown_options(fn, kwargs)
+                if unknown:
+                    return f"this {what} has no option {', '.join(unknown)}"
         return None
 
 
@@ -82,6 +99,12 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("plain", {"fast": False}),  # (b) the library's tutorial-literal path
     Variant("fast", {"fast": True}),  # (c) the default fast path, fp32
     Variant("fast+bf16", {"fast": True, "amp": "bf16"}, needs_bf16=True),  # (c) bf16 autocast
+    # (c) one D call on cat([real, fake]); cheaper dropout masks; then both together.
+    Variant("fast+fused_d", {"fast": True, "fused_d_forward": True}, end_to_end=False),
+    Variant("fast+mask_dropout", {"fast": True}, d_kwargs={"mask_dropout": True}, end_to_end=False),
+    Variant("fast+fused_d+mask", {"fast": True, "fused_d_forward": True}, d_kwargs={"mask_dropout": True}),
+    Variant("fast+fused_d+mask+bf16", {"fast": True, "fused_d_forward": True, "amp": "bf16"},
+            d_kwargs={"mask_dropout": True}, needs_bf16=True),
 )
 
 

@@ -134,6 +134,7 @@ def test_variant_table_is_well_formed_and_skips_unknown_options() -> None:
     with pytest.raises(ValueError, match="no variant named"):
         variant_by_name("nope")
     assert "no option not_an_option" in (Variant("x", {"not_an_option": 1}).skip_reason("cpu") or "")
+    assert "mlp_discriminator has no option nope" in (Variant("x", {}, d_kwargs={"nope": 1}).skip_reason("cpu") or "")
     assert Variant("x", {"fast": True}, devices=("cuda",)).skip_reason("cpu") is not None
     assert variant_by_name("fast").skip_reason("cpu") is None
 
