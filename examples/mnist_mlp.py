@@ -18,6 +18,7 @@ Outputs in --out (default runs/mnist_mlp): samples_epoch_NNN.png and samples_fin
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -30,27 +31,43 @@ LOSSES = ("nonsaturating", "minimax", "lsgan", "wgan-gp", "hinge")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Train the classic MNIST MLP GAN (the reference recipe).",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--epochs", type=int, default=200, help="total epochs (counting those of a resumed run)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop at this total step count (smoke runs)")
-    p.add_argument("--batch-size", type=int, default=128, help="images per batch (468 batches an epoch at 128)")
-    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate of both networks")
+    p = argparse.ArgumentParser(
+        description="Train the classic MNIST MLP GAN (the reference recipe; its settings are the defaults).",
+        epilog="Outputs: samples_epoch_NNN.png, samples_final.png, losses.png, history.csv, checkpoint.pt and "
+               "run.json in --out. Ctrl-C saves a checkpoint; --resume it to carry on.")
+    p.add_argument("--epochs", type=int, default=200, metavar="N",
+                   help="total epochs, counting those of a resumed run (default: %(default)s)")
+    p.add_argument("--max-steps", type=int, default=None, metavar="N",
+                   help="stop at this total step count, e.g. for a smoke run (default: no limit)")
+    p.add_argument("--batch-size", type=int, default=128, metavar="B",
+                   help="images per batch; 128 gives 468 batches an epoch (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate of both networks (default: %(default)s)")
     p.add_argument("--loss", choices=LOSSES, default="nonsaturating",
-                   help="GAN loss; wgan-gp is WassersteinLoss + GradientPenalty(10)")
-    p.add_argument("--n-critic", type=int, default=None, help="D steps per G step (default: 5 for wgan-gp, else 1)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the weights, noise, data order and the sample bank")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA when present")
-    p.add_argument("--data-root", default=None, help="folder holding MNIST/raw/ (default: $TORCHGAN_LITE_DATA, "
-                   "else ./data with download)")
-    p.add_argument("--subset", type=int, default=None, help="train on the first N images only (quick tests)")
-    p.add_argument("--out", type=Path, default=Path("runs/mnist_mlp"), help="output folder")
-    p.add_argument("--sample-every", type=int, default=5, help="epochs between samples_epoch_NNN.png grids")
-    p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoint.pt saves")
-    p.add_argument("--resume", type=Path, default=None, help="checkpoint to continue from (same settings)")
-    p.add_argument("--amp", choices=("none", "bf16"), default="none", help="bf16 autocast for the forward passes")
-    p.add_argument("--eval-every", type=int, default=0, help="epochs between quality metrics (0: off)")
-    p.add_argument("--eval-n", type=int, default=10000, help="samples per quality evaluation")
+                   help="GAN loss; wgan-gp is WassersteinLoss + GradientPenalty(10) (default: %(default)s)")
+    p.add_argument("--n-critic", type=int, default=None, metavar="K",
+                   help="discriminator steps per generator step (default: 5 for wgan-gp, else 1)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the weights, noise, data order and the sample grids' noise (default: %(default)s)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto: CUDA when present, else the CPU (default: %(default)s)")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="folder holding MNIST/raw/ (default: $TORCHGAN_LITE_DATA, else ./data with download)")
+    p.add_argument("--subset", type=int, default=None, metavar="N",
+                   help="train on the first N images only, for quick tests (default: all 60,000)")
+    p.add_argument("--out", type=Path, default=Path("runs/mnist_mlp"), metavar="DIR",
+                   help="output folder (default: %(default)s)")
+    p.add_argument("--sample-every", type=int, default=5, metavar="N",
+                   help="epochs between samples_epoch_NNN.png grids (default: %(default)s)")
+    p.add_argument("--checkpoint-every", type=int, default=1, metavar="N",
+                   help="epochs between checkpoint.pt saves (default: %(default)s)")
+    p.add_argument("--resume", type=Path, default=None, metavar="PATH",
+                   help="checkpoint to continue from; pass the same options as the first run")
+    p.add_argument("--amp", choices=("none", "bf16"), default="none",
+                   help="bf16 autocast for the forward passes (default: %(default)s)")
+    p.add_argument("--eval-every", type=int, default=0, metavar="N",
+                   help="epochs between sample-quality metrics, e.g. FD and KID (default: 0, off)")
+    p.add_argument("--eval-n", type=int, default=10000, metavar="N",
+                   help="samples per quality evaluation (default: %(default)s)")
     args = p.parse_args(argv)
     for name in ("epochs", "batch_size", "sample_every", "checkpoint_every", "eval_n"):
         if getattr(args, name) < 1:
@@ -85,6 +102,20 @@ def metrics_callback(args: argparse.Namespace):
     except ImportError as err:
         sys.exit(f"error: --eval-every needs torchgan_lite.metrics, which cannot be imported here ({err})")
     return MetricsCallback(every=args.eval_every, n=args.eval_n, data_root=args.data_root)
+
+
+def resume_command(argv: list[str], checkpoint: Path) -> str:
+    """This run's command line, with ``--resume checkpoint`` in place of any earlier --resume."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip or arg.startswith("--resume="):
+            skip = False
+            continue
+        if arg == "--resume":
+            skip = True
+            continue
+        kept.append(arg)
+    return shlex.join(["python", "examples/mnist_mlp.py", *kept, "--resume", str(checkpoint)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         st = trainer.state
         print(f"\ninterrupted at epoch {st.epoch}, step {st.step}.", file=sys.stderr)
         if checkpoint.last_saved_step == st.step:
-            print(f"Checkpoint saved to {checkpoint.path}. Resume with:\n  python examples/mnist_mlp.py "
-                  f"--resume {checkpoint.path} [the same options]", file=sys.stderr)
+            command = resume_command(sys.argv[1:] if argv is None else argv, checkpoint.path)
+            print(f"Checkpoint saved to {checkpoint.path}. Resume with:\n  {command}", file=sys.stderr)
         return 130
     write_run_json("finished")
     st = trainer.state

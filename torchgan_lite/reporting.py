@@ -3,7 +3,8 @@
 The callbacks here follow :mod:`torchgan_lite.callbacks`: a small object whose
 ``attach(trainer)`` registers handlers ``fn(trainer)`` and returns their handles.
 They read the trainer only at epoch ends and at the end of ``fit`` (or when it is
-interrupted), so they add nothing to the training step.
+interrupted), so they add nothing to the training step, and only the main process
+(rank 0 of a data-parallel run) writes files.
 
 - :class:`SampleGrid`: ``samples_epoch_NNN.png`` every N epochs and ``samples_final.png``,
   an 8x8 grid from one fixed noise bank (:func:`fixed_noise`), so epochs can be compared.
@@ -85,6 +86,11 @@ def _atomic_target(path: Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _is_main(trainer: GANTrainer) -> bool:
+    # Data-parallel runs: only rank 0 writes files (the trainer says which process it is).
+    return bool(getattr(trainer, "is_main_process", True))
 
 
 def _row_dict(entry: EpochStats | Mapping[str, Any]) -> dict[str, Any]:
@@ -302,10 +308,12 @@ class SampleGrid:
         return save_grid(images, self.out_dir / name, nrow=self.nrow)
 
     def _epoch_grid(self, trainer: GANTrainer) -> None:
-        self.save(trainer, f"samples_epoch_{trainer.state.epoch:03d}.png")
+        if _is_main(trainer):
+            self.save(trainer, f"samples_epoch_{trainer.state.epoch:03d}.png")
 
     def _final_grid(self, trainer: GANTrainer) -> None:
-        self.save(trainer, "samples_final.png")
+        if _is_main(trainer):
+            self.save(trainer, "samples_final.png")
 
 
 class HistoryCSV:
@@ -346,8 +354,10 @@ class HistoryCSV:
         self._last_seen = now
         self.write(trainer)
 
-    def write(self, trainer: GANTrainer) -> Path:
-        """Write the CSV now."""
+    def write(self, trainer: GANTrainer) -> Path | None:
+        """Write the CSV now (None, and nothing written, on a non-main process)."""
+        if not _is_main(trainer):
+            return None
         return write_history_csv(trainer.state.history, self.path, self.metrics_by_epoch)
 
     def state_dict(self) -> dict[str, Any]:
@@ -387,8 +397,8 @@ class LossPlot:
                 trainer.add_callback(Event.EXCEPTION, self.draw)]
 
     def draw(self, trainer: GANTrainer) -> Path | None:
-        """Draw the plot now; None when matplotlib is missing."""
-        if not self.enabled:
+        """Draw the plot now; None when matplotlib is missing (or on a non-main process)."""
+        if not self.enabled or not _is_main(trainer):
             return None
         try:
             return plot_losses(trainer.state.history, self.path)

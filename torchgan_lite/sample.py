@@ -97,6 +97,9 @@ def load_generator(path: str | os.PathLike[str], device: torch.device | str = "c
     trainer_info = ckpt.get("trainer")
     if not isinstance(trainer_info, Mapping) or "latent_dim" not in trainer_info or "sample_shape" not in trainer_info:
         raise ValueError(f"{source}: no 'trainer' entry with latent_dim and sample_shape")
+    if trainer_info.get("num_classes") is not None:
+        raise ValueError(f"{source}: the generator is conditional (num_classes={trainer_info['num_classes']}); "
+                         "this tool rebuilds unconditional mlp_generator checkpoints only")
     state, _ = generator_state(ckpt, source)
     generator = mlp_generator_from_state(state, int(trainer_info["latent_dim"]),
                                          [int(s) for s in trainer_info["sample_shape"]], source)
