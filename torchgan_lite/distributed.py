@@ -24,7 +24,15 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["all_reduce_gradients", "all_reduce_mean", "broadcast_module", "init_from_env", "rank_and_world"]
+__all__ = [
+    "all_reduce_gradients",
+    "all_reduce_max",
+    "all_reduce_mean",
+    "all_reduce_min",
+    "broadcast_module",
+    "init_from_env",
+    "rank_and_world",
+]
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -80,3 +88,21 @@ def all_reduce_mean(t: torch.Tensor, world_size: int) -> torch.Tensor:
     out = t.clone()
     dist.all_reduce(out)
     return out.div_(world_size)
+
+
+def _all_reduce(t: torch.Tensor, op: dist.ReduceOp.RedOpType, world_size: int) -> torch.Tensor:
+    if world_size == 1:
+        return t
+    out = t.clone()
+    dist.all_reduce(out, op=op)
+    return out
+
+
+def all_reduce_min(t: torch.Tensor, world_size: int) -> torch.Tensor:
+    """The element-wise minimum of ``t`` over ranks."""
+    return _all_reduce(t, dist.ReduceOp.MIN, world_size)
+
+
+def all_reduce_max(t: torch.Tensor, world_size: int) -> torch.Tensor:
+    """The element-wise maximum of ``t`` over ranks."""
+    return _all_reduce(t, dist.ReduceOp.MAX, world_size)

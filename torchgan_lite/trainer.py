@@ -391,15 +391,26 @@ class GANTrainer:
         return self._disc(x, y).reshape(x.shape[0]).float()  # (B,), float32 for the loss even under autocast
 
     def _guard(self, which: str, loss: torch.Tensor) -> None:
-        """Per-update finiteness check (``check_finite=True``), before backward and step."""
-        if self.check_finite is not True or bool(torch.isfinite(loss)):
+        """Per-update finiteness check (``check_finite=True``), before backward and step.
+
+        With several ranks the verdict is agreed by an all-reduce, so a NaN on one
+        rank stops (or skips on) every rank, and none is left waiting in a collective.
+        """
+        if self.check_finite is not True:
             return
-        self.state.nonfinite = {"step": self.state.step + 1, "which": which, "loss": float(loss)}
+        ok = torch.isfinite(loss)
+        if self.world_size > 1:
+            ok = dist_utils.all_reduce_min(ok.float(), self.world_size) > 0
+        if bool(ok):
+            return
+        value = float(loss)
+        where = "" if self.world_size == 1 else f" on at least one of {self.world_size} ranks (here: {value})"
+        self.state.nonfinite = {"step": self.state.step + 1, "which": which, "loss": value}
         self._skip_requested = False
         self.fire(Event.NONFINITE)
         if self._skip_requested:
             raise _SkipStep
-        raise NonFiniteLossError(f"non-finite {which} loss ({float(loss)}) at step {self.state.step + 1}; "
+        raise NonFiniteLossError(f"non-finite {which} loss ({value}) at step {self.state.step + 1}{where}; "
                                  "no update was applied. Lower the learning rate, check the data for NaN, or "
                                  "add a NONFINITE handler that calls trainer.skip_step()")
 
@@ -493,7 +504,10 @@ class GANTrainer:
 
     def raise_if_nonfinite(self) -> None:
         """With ``check_finite=N``: raise :class:`NonFiniteLossError` if any step so far had a bad loss."""
-        bad = int(self._first_bad_step)
+        first_bad = self._first_bad_step
+        if self.world_size > 1:  # every rank must agree, or one raises while the others wait
+            first_bad = dist_utils.all_reduce_max(first_bad, self.world_size)
+        bad = int(first_bad)
         if bad >= 0:
             raise NonFiniteLossError(f"non-finite loss at step {bad} (found at step {self.state.step}, checked "
                                      f"every {self.check_finite} steps); the weights since then are suspect")
@@ -523,6 +537,11 @@ class GANTrainer:
         steps_per_epoch = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
         if steps_per_epoch == 0:
             raise ValueError("data is empty: it yields no batches (check batch_size and drop_last)")
+        data_world = getattr(data, "world_size", None)
+        if isinstance(data_world, int) and data_world != self.world_size:
+            raise ValueError(f"data shards for world_size={data_world} but the trainer runs on {self.world_size} "
+                             "process(es): build the TensorLoader after the process group exists (or after the "
+                             "trainer), or pass rank= and world_size= to it")
 
         st = self.state
         st.max_epochs, st.max_steps = epochs, max_steps
@@ -647,7 +666,10 @@ class GANTrainer:
         """The whole training state: models, optimizers, progress, loader position, RNGs."""
         from .checkpoint import trainer_state_dict
 
-        return trainer_state_dict(self)
+        sd = trainer_state_dict(self)
+        if self.world_size > 1:  # the epoch so far, averaged over ranks as the epoch mean will be
+            sd["trainer"]["epoch_sums"] = dist_utils.all_reduce_mean(self._epoch_sums, self.world_size).cpu()
+        return sd
 
     def load_state_dict(self, ckpt: dict[str, Any], source: str = "state_dict") -> None:
         """Restore what :meth:`state_dict` returned (everything is validated first, then applied)."""
@@ -673,9 +695,10 @@ class GANTrainer:
 
         if isinstance(self.check_finite, int) and not isinstance(self.check_finite, bool):
             self.raise_if_nonfinite()
+        state = self.state_dict()  # on every rank: it holds collectives
         if not self.is_main_process:
             return Path(path)
-        written = save_checkpoint(self.state_dict(), path, keep_last=keep_last)
+        written = save_checkpoint(state, path, keep_last=keep_last)
         self.fire(Event.CHECKPOINT_SAVED)
         return written
 
