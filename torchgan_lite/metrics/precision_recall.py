@@ -48,17 +48,6 @@ def knn_radii(feats: Any, k: int = 3, chunk_size: int = 512) -> torch.Tensor:
     return out.sqrt()
 
 
-def _inside(query: torch.Tensor, ref: torch.Tensor, radii: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """Whether each query row lies within some ref ball: ``(len(query),)`` bool."""
-    ref_sq = (ref * ref).sum(1)  # (M,)
-    r2 = radii * radii  # (M,)
-    out = torch.empty(query.shape[0], dtype=torch.bool)
-    for i in range(0, query.shape[0], chunk_size):
-        d2 = _sq_dists(query[i : i + chunk_size], ref, ref_sq)  # (c, M)
-        out[i : i + chunk_size] = (d2 <= r2[None, :]).any(1)
-    return out
-
-
 def precision_recall(real: Any, fake: Any, k: int = 3, chunk_size: int = 512,
                      real_radii: torch.Tensor | None = None) -> tuple[float, float]:
     """k-NN precision and recall of ``fake`` ``(N_f, D)`` against ``real`` ``(N_r, D)``.
@@ -82,7 +71,13 @@ def precision_recall(real: Any, fake: Any, k: int = 3, chunk_size: int = 512,
     elif not isinstance(real_radii, torch.Tensor) or real_radii.shape != (r.shape[0],):
         raise ValueError(f"real_radii must be a tensor of shape ({r.shape[0]},), got "
                          f"{getattr(real_radii, 'shape', type(real_radii).__name__)}")
-    fake_radii = knn_radii(f, k, chunk_size)
-    precision = float(_inside(f, r, real_radii.double(), chunk_size).double().mean())
-    recall = float(_inside(r, f, fake_radii, chunk_size).double().mean())
-    return precision, recall
+    fake_r2 = knn_radii(f, k, chunk_size) ** 2  # (N_f,)
+    real_r2 = real_radii.double() ** 2  # (N_r,)
+    real_sq = (r * r).sum(1)  # (N_r,)
+    fake_inside = torch.empty(f.shape[0], dtype=torch.bool)  # fake i in some real ball
+    real_inside = torch.zeros(r.shape[0], dtype=torch.bool)  # real j in some fake ball
+    for i in range(0, f.shape[0], chunk_size):
+        d2 = _sq_dists(f[i : i + chunk_size], r, real_sq)  # (c, N_r): one matrix serves both directions
+        fake_inside[i : i + chunk_size] = (d2 <= real_r2[None, :]).any(1)
+        real_inside |= (d2 <= fake_r2[i : i + chunk_size, None]).any(0)
+    return float(fake_inside.double().mean()), float(real_inside.double().mean())
