@@ -1,0 +1,144 @@
+"""DCGAN builders: the builder contract (shapes, range, one logit per sample) for every size and norm."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from torchgan_lite import GANTrainer, TensorLoader, losses
+from torchgan_lite.dcgan import IMAGE_SIZES, dcgan_discriminator, dcgan_generator, dcgan_generator_from_state
+from torchgan_lite.ema import GeneratorEMA
+
+NORMS = ("batch", "spectral", None)
+
+
+@settings(max_examples=12, deadline=None)
+@given(size=st.sampled_from(sorted(IMAGE_SIZES)), norm=st.sampled_from(NORMS), batch=st.integers(1, 4),
+       latent=st.integers(1, 12), channels=st.integers(1, 3), width=st.integers(1, 3),
+       classes=st.one_of(st.none(), st.integers(1, 5)))
+def test_builder_contract(size, norm, batch, latent, channels, width, classes):
+    g = dcgan_generator(latent_dim=latent, image_size=size, channels=channels, base_width=width, norm=norm,
+                        num_classes=classes)
+    d = dcgan_discriminator(image_size=size, channels=channels, base_width=width, norm=norm, num_classes=classes)
+    y = None if classes is None else torch.randint(0, classes, (batch,))
+    g.eval()  # batch norm in eval mode accepts a batch of 1
+    d.eval()
+    x = g(torch.randn(batch, latent) * 5, y)
+    assert x.shape == (batch, channels, size, size)
+    assert x.abs().max() <= 1.0
+    logits = d(x, y)
+    assert logits.shape == (batch,)
+    assert torch.isfinite(logits).all()
+    assert g.latent_dim == latent and g.num_classes == classes and d.num_classes == classes
+    assert g.out_shape == d.in_shape == (channels, size, size)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_norm_option_decides_the_layers(norm):
+    g, d = dcgan_generator(base_width=4, norm=norm), dcgan_discriminator(base_width=4, norm=norm)
+    for net in (g, d):
+        has_bn = any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+        has_sn = any(name.endswith("parametrizations.weight.original") for name, _ in net.named_parameters())
+        assert has_bn == (norm == "batch")
+        assert has_sn == (norm == "spectral")
+    # The paper's D has no batch norm on its first layer.
+    assert not isinstance(d.trunk[1], nn.BatchNorm2d)
+
+
+def test_spectral_norm_keeps_every_discriminator_weight_at_unit_norm():
+    torch.manual_seed(0)
+    d = dcgan_discriminator(base_width=4, norm="spectral", num_classes=3)
+    d.train()
+    x, y = torch.randn(4, 1, 28, 28), torch.randint(0, 3, (4,))
+    for _ in range(30):  # power iterations, one per training forward pass
+        d(x, y)
+    d.eval()
+    layers = [m for m in d.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))]
+    assert len(layers) == 4
+    for m in layers:
+        sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
+        assert sigma == pytest.approx(1.0, rel=0.05)
+
+
+def test_the_28x28_layout_is_7_14_28():
+    g = dcgan_generator(base_width=8, norm=None)
+    sizes, h = [], torch.randn(2, 100)[:, :, None, None]
+    for m in g.net:
+        h = m(h)
+        if isinstance(m, nn.ConvTranspose2d):
+            sizes.append((h.shape[1], h.shape[2]))
+    assert sizes == [(16, 7), (8, 14), (1, 28)]
+
+
+@pytest.mark.parametrize(
+    ("builder", "kwargs", "name"),
+    [
+        (dcgan_generator, {"image_size": 48}, "image_size"),
+        (dcgan_generator, {"image_size": 28.0}, "image_size"),
+        (dcgan_generator, {"norm": "layer"}, "norm"),
+        (dcgan_generator, {"base_width": 0}, "base_width"),
+        (dcgan_generator, {"latent_dim": -3}, "latent_dim"),
+        (dcgan_generator, {"embed_dim": 4}, "embed_dim"),
+        (dcgan_generator, {"num_classes": 0}, "num_classes"),
+        (dcgan_discriminator, {"channels": 0}, "channels"),
+        (dcgan_discriminator, {"negative_slope": -0.2}, "negative_slope"),
+        (dcgan_discriminator, {"norm": "Batch"}, "norm"),
+    ],
+)
+def test_builders_reject_bad_arguments_by_name(builder, kwargs, name):
+    with pytest.raises((TypeError, ValueError), match=name):
+        builder(**kwargs)
+
+
+def test_conditional_and_unconditional_calls_are_checked():
+    g, d = dcgan_generator(base_width=2), dcgan_discriminator(base_width=2)
+    gc, dc = dcgan_generator(base_width=2, num_classes=3), dcgan_discriminator(base_width=2, num_classes=3)
+    z, x, y = torch.randn(2, 100), torch.randn(2, 1, 28, 28), torch.tensor([0, 2])
+    with pytest.raises(TypeError, match="not conditional"):
+        g(z, y)
+    with pytest.raises(TypeError, match="not conditional"):
+        d(x, y)
+    with pytest.raises(TypeError, match=r"G\(z, y\)"):
+        gc(z)
+    with pytest.raises(TypeError, match=r"D\(x, y\)"):
+        dc(x)
+    with pytest.raises(TypeError, match="int64"):
+        gc(z, y.float())
+    with pytest.raises(ValueError, match=r"1, 28, 28\), got \(2, 1, 32, 32\)"):
+        d(torch.randn(2, 1, 32, 32))
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_a_few_training_steps_with_ema(norm, tmp_path):
+    torch.manual_seed(0)
+    g = dcgan_generator(latent_dim=8, base_width=2, norm=norm, num_classes=2)
+    d = dcgan_discriminator(base_width=2, norm=norm, num_classes=2)
+    trainer = GANTrainer(g, d, losses.HingeLoss(), seed=0)
+    ema = GeneratorEMA(decay=0.5)
+    ema.attach(trainer)
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(32, 1, 28, 28, generator=gen) * 2 - 1, torch.randint(0, 2, (32,), generator=gen)
+    before = [p.detach().clone() for p in g.parameters()]
+    trainer.fit(TensorLoader(x, y, batch_size=8), epochs=1)
+    assert trainer.state.step == 4 and ema.num_updates == 4
+    assert any(not torch.equal(a, b) for a, b in zip(before, g.parameters()))
+    assert trainer.sample(3, labels=torch.tensor([0, 1, 1])).shape == (3, 1, 28, 28)
+    trainer.save_checkpoint(tmp_path / "c.pt")
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["extra"]["ema"]["num_updates"] == 4
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("classes", [None, 3])
+def test_generator_is_rebuilt_from_its_state_dict(norm, classes):
+    torch.manual_seed(0)
+    g = dcgan_generator(latent_dim=5, image_size=32, channels=3, base_width=2, norm=norm, num_classes=classes).eval()
+    rebuilt = dcgan_generator_from_state(g.state_dict(), 5, (3, 32, 32)).eval()
+    z, y = torch.randn(2, 5), (None if classes is None else torch.tensor([0, 2]))
+    assert torch.equal(rebuilt(z, y), g(z, y))
+    with pytest.raises(ValueError, match="latent_dim=4"):
+        dcgan_generator_from_state(g.state_dict(), 4, (3, 32, 32))
+    with pytest.raises(ValueError, match="sample_shape"):
+        dcgan_generator_from_state(g.state_dict(), 5, (3, 30, 30))

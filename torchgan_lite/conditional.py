@@ -1,0 +1,294 @@
+"""Class-conditional MLP builders: a generator ``G(z, y)`` and a discriminator ``D(x, y)``.
+
+The networks of the reference recipe, told which digit to draw (Mirza & Osindero
+2014, "Conditional Generative Adversarial Nets"):
+
+- :func:`conditional_mlp_generator`: the label goes through an ``nn.Embedding``
+  ``(num_classes, embed_dim)`` and is concatenated to the noise; the rest is the
+  reference MLP generator with input ``latent_dim + embed_dim``.
+- :func:`conditional_mlp_discriminator`: by default a *projection* discriminator
+  (Miyato & Koyama 2018, "cGANs with Projection Discriminator"): the reference MLP
+  trunk maps the image to features ``h`` ``(B, H)``, and the logit is
+  ``linear(h) + <embed(y), h>``, an unconditional "is it a digit" term plus a
+  "is it *this* digit" term. ``projection=False`` instead concatenates a label
+  embedding to the flattened image (the classic cGAN).
+
+Both carry ``num_classes``; the generator also carries ``latent_dim``, so
+:class:`~torchgan_lite.GANTrainer` recognises a conditional pair and trains it on
+``(images, labels)`` batches (``TensorLoader(images, labels)``). Labels must be an
+int64 tensor ``(B,)`` with one class index per sample; anything else raises a
+``TypeError``/``ValueError`` that says what was given.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .models import _check_positive_int, _check_sizes, _check_slope
+
+__all__ = [
+    "ConditionalMLPDiscriminator",
+    "ConditionalMLPGenerator",
+    "check_labels",
+    "class_accuracy",
+    "conditional_mlp_discriminator",
+    "conditional_mlp_generator",
+    "conditional_mlp_generator_from_state",
+    "digit_grid_labels",
+]
+
+
+def check_labels(labels: object, batch: int, num_classes: int, name: str = "labels") -> torch.Tensor:
+    """Check that ``labels`` is an int64 tensor ``(batch,)``; returns it.
+
+    Only the dtype and the shape are checked (free on the host); the values are not,
+    since reading them from an accelerator would cost a synchronisation per step. An
+    out-of-range value fails inside ``nn.Embedding`` (on the CPU, an ``IndexError``).
+
+    Raises:
+        TypeError: not a tensor, or not int64.
+        ValueError: not one label per sample.
+    """
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"{name} must be an int64 tensor of class indices in [0, {num_classes}), "
+                        f"got {type(labels).__name__}")
+    if labels.dtype != torch.int64:
+        raise TypeError(f"{name} must be int64 class indices in [0, {num_classes}), got dtype {labels.dtype} "
+                        "(convert with labels.long())")
+    if tuple(labels.shape) != (batch,):
+        raise ValueError(f"{name} must have shape ({batch},), one class per sample, got {tuple(labels.shape)}")
+    return labels
+
+
+class ConditionalMLPGenerator(nn.Module):
+    """Noise ``(B, latent_dim)`` and labels ``(B,)`` -> images ``(B, *out_shape)`` in [-1, 1]."""
+
+    def __init__(self, num_classes: int, latent_dim: int, hidden: tuple[int, ...], out_shape: tuple[int, ...],
+                 embed_dim: int, negative_slope: float) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.latent_dim = latent_dim
+        self.out_shape = out_shape
+        self.embed = nn.Embedding(num_classes, embed_dim)
+        layers: list[nn.Module] = []
+        width = latent_dim + embed_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(negative_slope)]
+            width = h
+        layers += [nn.Linear(width, math.prod(out_shape)), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must have shape (B, {self.latent_dim}), got {tuple(z.shape)}")
+        check_labels(y, z.shape[0], self.num_classes, "y")
+        h = torch.cat([z, self.embed(y).to(z.dtype)], dim=1)  # (B, latent_dim + embed_dim)
+        return self.net(h).view(z.shape[0], *self.out_shape)  # (B, *out_shape)
+
+
+class ConditionalMLPDiscriminator(nn.Module):
+    """Images ``(B, *in_shape)`` and labels ``(B,)`` -> logits ``(B,)``."""
+
+    def __init__(self, num_classes: int, in_shape: tuple[int, ...], hidden: tuple[int, ...], dropout: float,
+                 negative_slope: float, projection: bool, embed_dim: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.in_shape = in_shape
+        self.projection = projection
+        width = math.prod(in_shape)
+        if not projection:
+            self.embed = nn.Embedding(num_classes, embed_dim)
+            width += embed_dim
+        layers: list[nn.Module] = []
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(negative_slope)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        self.trunk = nn.Sequential(*layers)
+        self.head = nn.Linear(width, 1)
+        if projection:
+            # One feature-sized vector per class; the class term is <embed(y), h>.
+            self.embed = nn.Embedding(num_classes, width)
+            nn.init.normal_(self.embed.weight, std=1.0 / math.sqrt(width))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 1 or tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(f"x must have shape (B, {', '.join(map(str, self.in_shape))}), got {tuple(x.shape)}")
+        check_labels(y, x.shape[0], self.num_classes, "y")
+        flat = x.flatten(1)  # (B, prod(in_shape))
+        if self.projection:
+            h = self.trunk(flat)  # (B, H)
+            return self.head(h).squeeze(1) + (self.embed(y).to(h.dtype) * h).sum(dim=1)  # (B,)
+        h = self.trunk(torch.cat([flat, self.embed(y).to(flat.dtype)], dim=1))  # (B, H)
+        return self.head(h).squeeze(1)  # (B,)
+
+
+def conditional_mlp_generator(
+    num_classes: int = 10,
+    latent_dim: int = 100,
+    hidden: Sequence[int] = (256, 512, 1024),
+    out_shape: Sequence[int] = (1, 28, 28),
+    embed_dim: int | None = None,
+    negative_slope: float = 0.2,
+) -> ConditionalMLPGenerator:
+    """The reference MLP generator, conditioned on a class label.
+
+    Args:
+        num_classes: Number of classes (10 digits).
+        latent_dim: Size of the noise vector.
+        hidden: Widths of the hidden layers, each followed by LeakyReLU.
+        out_shape: Shape of one generated sample.
+        embed_dim: Size of the label embedding concatenated to the noise; None: ``num_classes``.
+        negative_slope: LeakyReLU slope.
+
+    Returns:
+        A module ``G(z, y)``: ``(B, latent_dim)`` noise and int64 labels ``(B,)`` to
+        ``(B, *out_shape)`` in [-1, 1]; it carries ``num_classes``, ``latent_dim`` and ``out_shape``.
+    """
+    num_classes = _check_positive_int("num_classes", num_classes)
+    embed = num_classes if embed_dim is None else _check_positive_int("embed_dim", embed_dim)
+    return ConditionalMLPGenerator(
+        num_classes,
+        _check_positive_int("latent_dim", latent_dim),
+        _check_sizes("hidden", hidden, allow_empty=True),
+        _check_sizes("out_shape", out_shape, allow_empty=False),
+        embed,
+        _check_slope(negative_slope),
+    )
+
+
+def conditional_mlp_discriminator(
+    num_classes: int = 10,
+    in_shape: Sequence[int] = (1, 28, 28),
+    hidden: Sequence[int] = (1024, 512, 256),
+    dropout: float = 0.3,
+    negative_slope: float = 0.2,
+    projection: bool = True,
+    embed_dim: int | None = None,
+) -> ConditionalMLPDiscriminator:
+    """The reference MLP discriminator, conditioned on a class label.
+
+    Args:
+        num_classes: Number of classes (10 digits).
+        in_shape: Shape of one input sample.
+        hidden: Widths of the hidden layers (LeakyReLU then Dropout after each).
+        dropout: Dropout probability after each hidden layer.
+        negative_slope: LeakyReLU slope.
+        projection: True: projection discriminator, ``linear(h) + <embed(y), h>`` on the
+            last hidden features (``hidden`` must not be empty). False: a label embedding
+            concatenated to the flattened input.
+        embed_dim: ``projection=False`` only: size of that embedding; None: ``num_classes``.
+
+    Returns:
+        A module ``D(x, y)``: ``(B, *in_shape)`` images and int64 labels ``(B,)`` to logits
+        ``(B,)``; it carries ``num_classes``.
+    """
+    num_classes = _check_positive_int("num_classes", num_classes)
+    hidden_t = _check_sizes("hidden", hidden, allow_empty=True)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+    if not isinstance(projection, bool):
+        raise TypeError(f"projection must be a bool, got {projection!r}")
+    if projection and embed_dim is not None:
+        raise ValueError(f"embed_dim={embed_dim} applies to projection=False only: the projection embedding "
+                         "has the width of the last hidden layer")
+    if projection and not hidden_t:
+        raise ValueError("hidden must not be empty with projection=True: the projection needs features")
+    embed = num_classes if embed_dim is None else _check_positive_int("embed_dim", embed_dim)
+    return ConditionalMLPDiscriminator(
+        num_classes,
+        _check_sizes("in_shape", in_shape, allow_empty=False),
+        hidden_t,
+        float(dropout),
+        _check_slope(negative_slope),
+        projection,
+        embed,
+    )
+
+
+_LINEAR_WEIGHT = re.compile(r"^net\.(\d+)\.weight$")
+
+
+def conditional_mlp_generator_from_state(state: Mapping[str, torch.Tensor], latent_dim: int,
+                                         sample_shape: Sequence[int]) -> ConditionalMLPGenerator:
+    """Rebuild the :func:`conditional_mlp_generator` that ``state`` (its ``state_dict``) fits, and load it.
+
+    The number of classes and the embedding size come from ``embed.weight``, the hidden
+    widths from the Linear weights ``net.K.weight``.
+
+    Raises:
+        ValueError: ``state`` is not the state of a conditional MLP generator with these shapes.
+    """
+    embed = state.get("embed.weight")
+    layers = sorted((int(m.group(1)), v) for k, v in state.items() if (m := _LINEAR_WEIGHT.match(k)))
+    shapes = [tuple(w.shape) for _, w in layers if isinstance(w, torch.Tensor)]
+    if not isinstance(embed, torch.Tensor) or embed.dim() != 2 or not shapes or any(len(s) != 2 for s in shapes):
+        raise ValueError(f"not a conditional_mlp_generator state (keys {sorted(state)[:6]})")
+    num_classes, embed_dim = int(embed.shape[0]), int(embed.shape[1])
+    widths = [shapes[0][1]] + [s[0] for s in shapes]  # latent + embed, hidden..., prod(sample_shape)
+    chained = all(shapes[i][1] == shapes[i - 1][0] for i in range(1, len(shapes)))
+    if not chained or widths[0] != latent_dim + embed_dim or widths[-1] != math.prod(sample_shape):
+        raise ValueError(f"the generator's Linear shapes {shapes} do not map latent_dim={latent_dim} plus a "
+                         f"{embed_dim}-d label embedding to samples of shape {tuple(sample_shape)}")
+    g = conditional_mlp_generator(num_classes, latent_dim, tuple(widths[1:-1]), tuple(sample_shape), embed_dim)
+    try:
+        g.load_state_dict(dict(state))
+    except RuntimeError as err:
+        raise ValueError(f"not a conditional_mlp_generator state: {str(err).splitlines()[0]}") from err
+    return g
+
+
+def digit_grid_labels(num_classes: int = 10, per_class: int = 10, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Labels ``(num_classes * per_class,)`` for a grid with one row per class: ``0 0 ... 1 1 ...``."""
+    _check_positive_int("num_classes", num_classes)
+    _check_positive_int("per_class", per_class)
+    return torch.arange(num_classes, device=device).repeat_interleave(per_class)  # (C * P,)
+
+
+@torch.no_grad()
+def class_accuracy(
+    sample: Callable[[torch.Tensor], torch.Tensor],
+    classify: Callable[[torch.Tensor], torch.Tensor],
+    num_classes: int = 10,
+    per_class: int = 1000,
+    batch_size: int = 500,
+) -> dict[str, float]:
+    """How often a conditional generator draws the class it was asked for, judged by a classifier.
+
+    For each class ``c``, ``per_class`` samples are drawn with label ``c`` and classified;
+    the figure is the fraction classified as ``c``.
+
+    Args:
+        sample: ``labels (b,) -> images (b, ...)``, e.g. ``lambda y: trainer.sample(len(y), labels=y)``.
+        classify: ``images (b, ...) -> logits (b, num_classes)``, e.g. the metrics package's
+            ``load_classifier()``.
+        num_classes: Classes asked for.
+        per_class: Samples per class.
+        batch_size: Samples drawn and classified at once.
+
+    Returns:
+        ``{"accuracy": overall fraction, "min_class_accuracy": the worst class's,
+        "accuracy_<c>": each class's}``.
+    """
+    _check_positive_int("num_classes", num_classes)
+    _check_positive_int("per_class", per_class)
+    _check_positive_int("batch_size", batch_size)
+    labels = digit_grid_labels(num_classes, per_class)  # (C * P,) on the CPU
+    correct = torch.zeros(num_classes, dtype=torch.int64)
+    for chunk in labels.split(batch_size):
+        logits = classify(sample(chunk))  # (b, num_classes)
+        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != (chunk.shape[0], num_classes):
+            raise ValueError(f"classify must return logits of shape ({chunk.shape[0]}, {num_classes}), got "
+                             f"{getattr(logits, 'shape', type(logits).__name__)}")
+        hit = logits.argmax(dim=1).cpu() == chunk  # (b,)
+        correct += torch.bincount(chunk[hit], minlength=num_classes)
+    per = (correct.double() / per_class).tolist()
+    result = {"accuracy": sum(per) / num_classes, "min_class_accuracy": min(per)}
+    result.update({f"accuracy_{c}": a for c, a in enumerate(per)})
+    return result

@@ -1,0 +1,274 @@
+"""DCGAN builders: convolutional generator and discriminator for 28x28, 32x32 and 64x64 images.
+
+After Radford et al. 2016 ("Unsupervised Representation Learning with Deep
+Convolutional GANs") and the PyTorch DCGAN tutorial: strided transposed
+convolutions up, strided convolutions down, no pooling, ReLU in G and
+LeakyReLU(0.2) in D, Tanh output, weights drawn from N(0, 0.02).
+
+Layout (``w = base_width``), generator:
+
+- 28x28 (MNIST): ``z -> ConvT(k7) 2w@7x7 -> ConvT(k4,s2) w@14x14 -> ConvT(k4,s2) C@28x28``
+- 32x32: ``z -> ConvT(k4) 4w@4x4 -> 2w@8x8 -> w@16x16 -> C@32x32``
+- 64x64: ``z -> ConvT(k4) 8w@4x4 -> 4w@8x8 -> 2w@16x16 -> w@32x32 -> C@64x64``
+
+and the discriminator mirrors it (``Conv(k4,s2)`` down to 7x7 or 4x4, then one
+``Linear`` to the logit, ``(B,)``). ``norm`` picks the normaliser of the hidden
+layers: ``"batch"`` (BatchNorm2d; the paper's choice; not on D's first layer),
+``"spectral"`` (spectral normalisation of every weight, Miyato et al. 2018; the
+usual choice with R1 or hinge losses) or ``None``.
+
+With ``num_classes`` both become class-conditional, like
+:mod:`torchgan_lite.conditional`: the generator concatenates a label embedding to
+the noise, the discriminator adds a projection term ``<embed(y), h>`` on its
+flattened features; they then take ``(z, y)`` / ``(x, y)`` with int64 labels ``(B,)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from .conditional import check_labels
+from .models import _check_positive_int, _check_slope
+
+__all__ = [
+    "IMAGE_SIZES",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "Norm",
+    "dcgan_discriminator",
+    "dcgan_generator",
+    "dcgan_generator_from_state",
+]
+
+Norm = Literal["batch", "spectral"] | None
+#: Supported image sizes, and the spatial size the networks start from / end at.
+IMAGE_SIZES: dict[int, int] = {28: 7, 32: 4, 64: 4}
+_NORMS = ("batch", "spectral", None)
+
+
+def _check_common(image_size: object, channels: object, base_width: object, norm: object) -> None:
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size not in IMAGE_SIZES:
+        raise ValueError(f"image_size must be one of {sorted(IMAGE_SIZES)}, got {image_size!r}")
+    _check_positive_int("channels", channels)
+    _check_positive_int("base_width", base_width)
+    if norm not in _NORMS:
+        raise ValueError(f"norm must be 'batch', 'spectral' or None, got {norm!r}")
+
+
+def _num_up(image_size: int) -> int:
+    """Stride-2 stages between the start size and the image size (28: 7->14->28, 2)."""
+    start, n = IMAGE_SIZES[image_size], 0
+    while start << n < image_size:
+        n += 1
+    return n
+
+
+def _init_weights(module: nn.Module) -> None:
+    """The DCGAN initialisation: conv/linear weights ~ N(0, 0.02), batch-norm scale ~ N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def _apply_spectral_norm(module: nn.Module) -> None:
+    """Spectral-normalise the weight of every conv, linear and embedding layer (after initialisation)."""
+    for m in list(module.modules()):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+            spectral_norm(m)
+
+
+class DCGANGenerator(nn.Module):
+    """Noise ``(B, latent_dim)`` (and labels ``(B,)`` if conditional) -> images ``(B, C, S, S)`` in [-1, 1]."""
+
+    def __init__(self, latent_dim: int, image_size: int, channels: int, base_width: int, norm: Norm,
+                 num_classes: int | None, embed_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.num_classes = num_classes
+        self.out_shape = (channels, image_size, image_size)
+        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes is not None else None
+        n_up = _num_up(image_size)
+        widths = [base_width * 2 ** (n_up - 1 - i) for i in range(n_up)]  # e.g. 28: [2w, w]
+        bias = norm != "batch"  # a bias before batch norm is cancelled by its mean
+        in_dim = latent_dim + (embed_dim if num_classes is not None else 0)
+        layers: list[nn.Module] = [nn.ConvTranspose2d(in_dim, widths[0], IMAGE_SIZES[image_size], 1, 0, bias=bias)]
+        if norm == "batch":
+            layers.append(nn.BatchNorm2d(widths[0]))
+        layers.append(nn.ReLU())
+        for w_in, w_out in itertools.pairwise(widths):
+            layers.append(nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=bias))
+            if norm == "batch":
+                layers.append(nn.BatchNorm2d(w_out))
+            layers.append(nn.ReLU())
+        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        _init_weights(self)
+        if norm == "spectral":
+            _apply_spectral_norm(self)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must have shape (B, {self.latent_dim}), got {tuple(z.shape)}")
+        if self.embed is not None:
+            assert self.num_classes is not None
+            if y is None:
+                raise TypeError(f"this generator is conditional (num_classes={self.num_classes}): call it as G(z, y)")
+            check_labels(y, z.shape[0], self.num_classes, "y")
+            z = torch.cat([z, self.embed(y).to(z.dtype)], dim=1)  # (B, latent_dim + embed_dim)
+        elif y is not None:
+            raise TypeError("this generator is not conditional (num_classes=None): call it as G(z)")
+        return self.net(z[:, :, None, None])  # (B, C, S, S)
+
+
+class DCGANDiscriminator(nn.Module):
+    """Images ``(B, C, S, S)`` (and labels ``(B,)`` if conditional) -> logits ``(B,)``."""
+
+    def __init__(self, image_size: int, channels: int, base_width: int, norm: Norm, negative_slope: float,
+                 num_classes: int | None) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.in_shape = (channels, image_size, image_size)
+        n_down = _num_up(image_size)
+        widths = [base_width * 2**i for i in range(n_down)]  # e.g. 28: [w, 2w]
+        layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(negative_slope)]
+        for w_in, w_out in itertools.pairwise(widths):
+            layers.append(nn.Conv2d(w_in, w_out, 4, 2, 1, bias=norm != "batch"))
+            if norm == "batch":
+                layers.append(nn.BatchNorm2d(w_out))
+            layers.append(nn.LeakyReLU(negative_slope))
+        self.trunk = nn.Sequential(*layers)
+        features = widths[-1] * IMAGE_SIZES[image_size] ** 2
+        self.head = nn.Linear(features, 1)
+        self.embed = nn.Embedding(num_classes, features) if num_classes is not None else None
+        _init_weights(self)
+        if self.embed is not None:
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
+        if norm == "spectral":
+            _apply_spectral_norm(self)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if tuple(x.shape[1:]) != self.in_shape or x.dim() != 4:
+            raise ValueError(f"x must have shape (B, {', '.join(map(str, self.in_shape))}), got {tuple(x.shape)}")
+        h = self.trunk(x).flatten(1)  # (B, F)
+        logit = self.head(h).squeeze(1)  # (B,)
+        if self.embed is not None:
+            assert self.num_classes is not None
+            if y is None:
+                raise TypeError(f"this discriminator is conditional (num_classes={self.num_classes}): "
+                                "call it as D(x, y)")
+            check_labels(y, x.shape[0], self.num_classes, "y")
+            logit = logit + (self.embed(y).to(h.dtype) * h).sum(dim=1)  # projection term, (B,)
+        elif y is not None:
+            raise TypeError("this discriminator is not conditional (num_classes=None): call it as D(x)")
+        return logit
+
+
+def dcgan_generator(
+    latent_dim: int = 100,
+    image_size: int = 28,
+    channels: int = 1,
+    base_width: int = 64,
+    norm: Norm = "batch",
+    num_classes: int | None = None,
+    embed_dim: int | None = None,
+) -> DCGANGenerator:
+    """A DCGAN generator for ``image_size`` x ``image_size`` images.
+
+    Args:
+        latent_dim: Size of the noise vector.
+        image_size: 28, 32 or 64.
+        channels: Image channels (1 for MNIST, 3 for colour).
+        base_width: Channels of the last hidden layer; earlier layers double it.
+        norm: ``"batch"``, ``"spectral"`` or None (see the module docstring).
+        num_classes: None: unconditional, ``G(z)``. An int: class-conditional, ``G(z, y)``.
+        embed_dim: Conditional only: size of the label embedding; None: ``num_classes``.
+
+    Returns:
+        A module mapping ``(B, latent_dim)`` to ``(B, channels, image_size, image_size)`` in
+        [-1, 1]; it carries ``latent_dim``, ``num_classes`` and ``out_shape``.
+    """
+    _check_common(image_size, channels, base_width, norm)
+    latent_dim = _check_positive_int("latent_dim", latent_dim)
+    if num_classes is not None:
+        num_classes = _check_positive_int("num_classes", num_classes)
+    elif embed_dim is not None:
+        raise ValueError(f"embed_dim={embed_dim} needs num_classes (a conditional generator)")
+    embed = (num_classes or 0) if embed_dim is None else _check_positive_int("embed_dim", embed_dim)
+    return DCGANGenerator(latent_dim, image_size, channels, base_width, norm, num_classes, embed)
+
+
+def dcgan_discriminator(
+    image_size: int = 28,
+    channels: int = 1,
+    base_width: int = 64,
+    norm: Norm = "batch",
+    negative_slope: float = 0.2,
+    num_classes: int | None = None,
+) -> DCGANDiscriminator:
+    """A DCGAN discriminator for ``image_size`` x ``image_size`` images.
+
+    Args:
+        image_size: 28, 32 or 64.
+        channels: Image channels.
+        base_width: Channels of the first layer; later layers double it.
+        norm: ``"batch"``, ``"spectral"`` or None (see the module docstring).
+        negative_slope: LeakyReLU slope.
+        num_classes: None: unconditional, ``D(x)``. An int: projection discriminator, ``D(x, y)``.
+
+    Returns:
+        A module mapping ``(B, channels, image_size, image_size)`` to logits ``(B,)``;
+        it carries ``num_classes`` and ``in_shape``.
+    """
+    _check_common(image_size, channels, base_width, norm)
+    if num_classes is not None:
+        num_classes = _check_positive_int("num_classes", num_classes)
+    return DCGANDiscriminator(image_size, channels, base_width, norm, _check_slope(negative_slope), num_classes)
+
+
+def dcgan_generator_from_state(state: Mapping[str, torch.Tensor], latent_dim: int,
+                               sample_shape: Sequence[int]) -> DCGANGenerator:
+    """Rebuild the :func:`dcgan_generator` that ``state`` (its ``state_dict``) fits, and load it.
+
+    The image size and channels come from ``sample_shape``; the norm from the keys
+    (spectral-norm parametrisations, batch-norm running means); the base width from the
+    last layer's input channels; ``num_classes`` and ``embed_dim`` from ``embed.weight``.
+
+    Raises:
+        ValueError: ``state`` is not the state of a DCGAN generator with these shapes.
+    """
+    shape = tuple(int(s) for s in sample_shape)
+    if len(shape) != 3 or shape[1] != shape[2] or shape[1] not in IMAGE_SIZES:
+        raise ValueError(f"a DCGAN generator makes (C, S, S) images with S in {sorted(IMAGE_SIZES)}, "
+                         f"got sample_shape {shape}")
+    keys = list(state)
+    norm: Norm = "spectral" if any(".parametrizations." in k for k in keys) else (
+        "batch" if any(k.endswith("running_mean") for k in keys) else None)
+    suffix = "parametrizations.weight.original" if norm == "spectral" else "weight"
+    convs = sorted((int(k.split(".")[1]), v) for k, v in state.items()
+                   if k.startswith("net.") and k.endswith(suffix) and isinstance(v, torch.Tensor) and v.dim() == 4)
+    if len(convs) < 2:
+        raise ValueError(f"not a dcgan_generator state (keys {keys[:6]})")
+    base_width = int(convs[-1][1].shape[0])  # ConvTranspose2d weight: (in, out, k, k)
+    embed = state.get("embed.weight")
+    if embed is None:
+        embed = state.get("embed.parametrizations.weight.original")
+    num_classes = None if embed is None else int(embed.shape[0])
+    embed_dim = None if embed is None else int(embed.shape[1])
+    try:
+        g = dcgan_generator(latent_dim, shape[1], shape[0], base_width, norm, num_classes, embed_dim)
+        g.load_state_dict(dict(state))
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise ValueError(f"not a dcgan_generator state for latent_dim={latent_dim}, sample_shape={shape}: "
+                         f"{str(err).splitlines()[0]}") from err
+    return g
