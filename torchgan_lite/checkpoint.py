@@ -12,7 +12,9 @@ flushed and fsync'ed, then renamed over the target with ``os.replace`` (atomic o
 POSIX and Windows), and the folder is fsync'ed. A process killed at any moment
 leaves either the old file or the new one, never a torn one; with ``keep_last=K``
 the previous K files are kept as ``NAME.1`` (newest) ... ``NAME.K``, and ``NAME``
-itself never disappears once written. Temporary files left behind by a killed
+itself never disappears once written. Every file carries CRC-32 checksums of each
+tensor and of the rest of its content, checked on loading: a flipped bit in the
+weights is an error, not a silently different model. Temporary files left behind by a killed
 writer (``.NAME.HOST-PID.XXXX.tmp``) are removed by the next save on that host.
 
 Loading checks everything before it changes anything: a truncated, corrupted or
@@ -29,7 +31,9 @@ import re
 import shutil
 import socket
 import tempfile
+import zlib
 from collections import Counter, OrderedDict
+from collections.abc import Iterator
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +56,7 @@ __all__ = [
     "sanitize_for_save",
     "save_checkpoint",
     "trainer_state_dict",
+    "verify_checksums",
 ]
 
 FORMAT = "torchgan_lite.checkpoint/1"
@@ -163,6 +168,62 @@ def sanitize_for_save(obj: Any, where: str = "checkpoint") -> Any:
                     "numbers, strings, None, and lists/tuples/dicts/sets of them")
 
 
+def _walk(obj: Any, where: str) -> Iterator[tuple[str, Any]]:
+    """``(where, leaf)`` for every leaf of a sanitized payload, in a fixed order (sets sorted by repr)."""
+    if isinstance(obj, dict):
+        yield where, f"{type(obj).__name__}:{len(obj)}"
+        for key, value in obj.items():
+            yield from _walk(value, f"{where}[{key!r}]")
+    elif isinstance(obj, (list, tuple)):
+        yield where, f"{type(obj).__name__}:{len(obj)}"
+        for i, value in enumerate(obj):
+            yield from _walk(value, f"{where}[{i}]")
+    elif isinstance(obj, set):
+        yield where, f"set:{sorted(repr(v) for v in obj)}"
+    else:
+        yield where, obj
+
+
+def _tensor_crc(t: torch.Tensor) -> int:
+    if t.layout != torch.strided:
+        t = t.to_dense()
+    flat = t.detach().cpu().contiguous().reshape(-1)
+    header = f"{t.dtype}{tuple(t.shape)}".encode()
+    return zlib.crc32(flat.view(torch.uint8).numpy(), zlib.crc32(header)) if flat.numel() else zlib.crc32(header)
+
+
+def _checksums(payload: dict[str, Any]) -> dict[str, Any]:
+    """CRC-32 of every tensor (by its place in the payload) and of all the other content together."""
+    tensors: dict[str, int] = {}
+    rest = 0
+    for where, leaf in _walk({k: v for k, v in payload.items() if k != "checksums"}, "checkpoint"):
+        if isinstance(leaf, torch.Tensor):
+            tensors[where] = _tensor_crc(leaf)
+            leaf = "tensor"
+        rest = zlib.crc32(f"{where}={type(leaf).__name__}:{leaf!r};".encode(), rest)
+    return {"tensors": tensors, "rest": rest}
+
+
+def verify_checksums(ckpt: dict[str, Any], source: str) -> None:
+    """Raise ``ValueError`` naming ``source`` and the damaged entry if ``ckpt`` fails its stored checksums.
+
+    Files without a ``checksums`` entry (none are written so) pass unchecked.
+    """
+    saved = ckpt.get("checksums")
+    if saved is None:
+        return
+    if not isinstance(saved, dict) or not isinstance(saved.get("tensors"), dict) or type(saved.get("rest")) is not int:
+        raise ValueError(f"checkpoint {source} is corrupted: its checksum entry is malformed")
+    now = _checksums(ckpt)
+    for where, crc in now["tensors"].items():
+        if saved["tensors"].get(where) != crc:
+            raise ValueError(f"checkpoint {source} is corrupted: tensor {where} does not match its checksum "
+                             "(the file was damaged after it was written)")
+    if set(saved["tensors"]) != set(now["tensors"]) or saved["rest"] != now["rest"]:
+        raise ValueError(f"checkpoint {source} is corrupted: its non-tensor content (progress, history, settings) "
+                         "does not match its checksum (the file was damaged after it was written)")
+
+
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str], keep_last: int | None = None) -> Path:
     """Write ``obj`` to ``path`` atomically; optionally keep ``keep_last`` older copies.
 
@@ -189,6 +250,7 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str], keep_last
     if path.is_dir():
         raise ValueError(f"path {path} is a folder; give the checkpoint file's path")
     payload = sanitize_for_save({"format": FORMAT, **obj})
+    payload["checksums"] = _checksums(payload)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{socket.gethostname()}-{os.getpid()}.",
@@ -290,8 +352,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: a folder, an empty, truncated, corrupted or foreign file, or one holding
-            Python objects that weights_only loading refuses (the message names the file).
+        ValueError: a folder, an empty, truncated, corrupted or foreign file, one holding
+            Python objects that weights_only loading refuses, or one whose content fails its
+            checksums (the message names the file, and the damaged tensor when it is one).
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
@@ -311,18 +374,20 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"checkpoint {path} is not a torchgan_lite checkpoint (format {found!r}, "
                          f"expected {FORMAT!r})")
+    verify_checksums(ckpt, str(path))
     return ckpt
 
 
 def _describe_load_error(err: Exception) -> str:
-    text = _ANSI.sub("", str(err))
-    for line in text.splitlines():
-        if "WeightsUnpickler error:" in line:
-            reason = line.split("WeightsUnpickler error:", 1)[1].strip().split(". Please use")[0]
+    text = " ".join(_ANSI.sub("", str(err)).split())  # one line, no terminal colour codes
+    if "WeightsUnpickler error:" in text:
+        reason = text.split("WeightsUnpickler error:", 1)[1].split(" Check the documentation")[0]
+        reason = reason.split(". Please use")[0].strip()
+        if "Unsupported global" in reason:
             return (f"it holds Python objects that safe loading (weights_only=True) refuses ({reason}); "
                     "it was not written by torchgan_lite, and no code from it was run")
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return f"truncated, corrupted, or not a torchgan_lite checkpoint ({type(err).__name__}: {first})"
+        return f"its pickled content is corrupted ({reason})"
+    return f"truncated, corrupted, or not a torchgan_lite checkpoint ({type(err).__name__}: {text[:300]})"
 
 
 def check_module_state(source: str, name: str, module: nn.Module, saved: object) -> None:
