@@ -16,8 +16,9 @@ costs seconds per process on a loaded 2-core machine). Each scenario writes
 - :func:`scenario_dp`: the same run on W processes with per-rank batch 16 / W; a
   mid-epoch checkpoint ``ckpt_2p_mid.pt``; the same-size resume of it; the resume
   of ``ckpt_1p_mid.pt``; a dropout run from rank-dependent initial weights; a
-  loader built before the process group existed; last, a NaN in rank 1's shard
-  (each rank records what ``fit`` raised).
+  loader built before the process group existed; a NaN in rank 1's shard (each
+  rank records what ``fit`` raised); last, ``ModelCheckpoint`` into node-local
+  folders.
 - :func:`scenario_single_resume`: a 1-process run resumed from ``ckpt_2p_mid.pt``.
 """
 
@@ -32,7 +33,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from torchgan_lite import GANTrainer, TensorLoader, losses, models, seed_everything
+from torchgan_lite import GANTrainer, TensorLoader, callbacks, losses, models, seed_everything
 
 __all__ = ["GLOBAL_BATCH", "LATENT", "MID_STEP", "N_ROWS", "SHAPE", "TOTAL_EPOCHS", "main", "scenario_dp",
            "scenario_single", "scenario_single_resume", "synthetic_images"]
@@ -140,6 +141,17 @@ def scenario_dp(out: Path, x: torch.Tensor) -> None:
     except Exception as err:  # recorded for the test: which error each rank saw
         outcome = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     torch.save({"outcome": outcome}, out / f"result_nan_rank{r}.pt")
+
+    # Last of all: ModelCheckpoint writing to node-local folders (one per rank, as on nodes without a
+    # shared disk). Rank 1's file never exists; every rank must still take part in the same saves.
+    t5 = build(dropout=0.0, model_seed=0)
+    callbacks.ModelCheckpoint(out / f"node{r}" / "checkpoint.pt").attach(t5)
+    try:
+        t5.fit(TensorLoader(x, batch_size=b), epochs=1)
+        outcome = "finished"
+    except Exception as err:  # recorded for the test
+        outcome = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    torch.save({"outcome": outcome, "step": t5.state.step}, out / f"result_nodelocal_rank{r}.pt")
 
 
 def scenario_single_resume(out: Path, x: torch.Tensor) -> None:
