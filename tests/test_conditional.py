@@ -201,3 +201,21 @@ def test_generator_is_rebuilt_from_its_state_dict():
         conditional_mlp_generator_from_state(g.state_dict(), 7, (1, 3, 3))
     with pytest.raises(ValueError, match="not a conditional_mlp_generator"):
         conditional_mlp_generator_from_state({"net.0.weight": torch.zeros(8, 6)}, 6, (1, 3, 3))
+
+
+def test_sampling_cli_draws_the_digit_asked_for(tmp_path):
+    from torchgan_lite import sample
+
+    trainer = _tiny_conditional_trainer()
+    GeneratorEMA(decay=0.5).attach(trainer)
+    x, y = _labelled_data(32)
+    trainer.fit(TensorLoader(x, y, batch_size=16), epochs=1)
+    ckpt = trainer.save_checkpoint(tmp_path / "c.pt")
+    out = tmp_path / "twos.pt"
+    assert sample.main([str(ckpt), "--digit", "2", "--n", "5", "--tensor", str(out), "--seed", "3"]) == 0
+    z = torch.randn(5, trainer.latent_dim, generator=torch.Generator().manual_seed(3))
+    expected = trainer.sample(5, z=z, labels=torch.full((5,), 2))  # the EMA copy, as the CLI loads it
+    torch.testing.assert_close(torch.load(out, weights_only=True), expected)
+    assert sample.main([str(ckpt), "--digit", "3", "--tensor", str(out)]) == 2  # 3 classes: 0, 1, 2
+    loaded = sample.load_generator(ckpt)
+    assert loaded.num_classes == 3 and not loaded.training

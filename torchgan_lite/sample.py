@@ -7,7 +7,12 @@
 shapes stored in a checkpoint (``latent_dim``, ``sample_shape`` and the Linear weight
 shapes, which give the hidden widths) and loads its weights. If the checkpoint's
 ``extra`` dict holds an ``"ema"`` entry with a ``"generator"`` state dict (an
-exponential moving average of the weights), that one is preferred.
+exponential moving average of the weights), that one is preferred. Conditional MLP
+generators (:mod:`torchgan_lite.conditional`) and DCGAN generators (:mod:`torchgan_lite.dcgan`)
+are recognised from their weights too; ``--digit D`` draws only digit D from a conditional one
+(without it, a conditional grid cycles through the classes 0, 1, 2, ...).
+
+    python -m torchgan_lite.sample runs/mnist_conditional/checkpoint.pt --digit 7 --out sevens.png
 """
 
 from __future__ import annotations
@@ -85,11 +90,12 @@ def load_generator(path: str | os.PathLike[str], device: torch.device | str = "c
         device: Where to put the generator (``"cpu"``, ``"cuda"``, ``"auto"``...).
 
     Returns:
-        An ``mlp_generator`` with ``latent_dim`` and ``out_shape`` attributes; EMA weights if saved.
+        An ``mlp_generator``, ``conditional_mlp_generator`` or ``dcgan_generator`` (with
+        ``latent_dim``, ``out_shape`` and, if conditional, ``num_classes``); EMA weights if saved.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not a readable torchgan_lite checkpoint, or not an ``mlp_generator`` in it.
+        ValueError: not a readable torchgan_lite checkpoint, or none of those generators in it.
     """
     dev = resolve_device(device)
     ckpt = load_checkpoint(path)  # checks the file and its format; weights_only loading
@@ -97,23 +103,37 @@ def load_generator(path: str | os.PathLike[str], device: torch.device | str = "c
     trainer_info = ckpt.get("trainer")
     if not isinstance(trainer_info, Mapping) or "latent_dim" not in trainer_info or "sample_shape" not in trainer_info:
         raise ValueError(f"{source}: no 'trainer' entry with latent_dim and sample_shape")
-    if trainer_info.get("num_classes") is not None:
-        raise ValueError(f"{source}: the generator is conditional (num_classes={trainer_info['num_classes']}); "
-                         "this tool rebuilds unconditional mlp_generator checkpoints only")
     state, _ = generator_state(ckpt, source)
-    generator = mlp_generator_from_state(state, int(trainer_info["latent_dim"]),
-                                         [int(s) for s in trainer_info["sample_shape"]], source)
+    latent_dim, sample_shape = int(trainer_info["latent_dim"]), [int(s) for s in trainer_info["sample_shape"]]
+    num_classes = trainer_info.get("num_classes")
+    first = state.get("net.0.weight", state.get("net.0.parametrizations.weight.original"))
+    if isinstance(first, torch.Tensor) and first.dim() == 4:  # a transposed convolution first: a DCGAN
+        from .dcgan import dcgan_generator_from_state
+
+        generator: nn.Module = dcgan_generator_from_state(state, latent_dim, sample_shape)
+    elif num_classes is not None:
+        from .conditional import conditional_mlp_generator_from_state
+
+        generator = conditional_mlp_generator_from_state(state, latent_dim, sample_shape)
+    else:
+        generator = mlp_generator_from_state(state, latent_dim, sample_shape, source)
+    if getattr(generator, "num_classes", None) != num_classes:
+        raise ValueError(f"{source}: saved with num_classes={num_classes}, but its generator weights are for "
+                         f"num_classes={getattr(generator, 'num_classes', None)}")
     return generator.to(dev).eval()
 
 
-def sample_images(generator: nn.Module, n: int, seed: int | None = None, batch_size: int = 1024) -> torch.Tensor:
+def sample_images(generator: nn.Module, n: int, seed: int | None = None, batch_size: int = 1024,
+                  labels: torch.Tensor | None = None) -> torch.Tensor:
     """``n`` samples ``(n, *sample_shape)`` from ``generator``, on the CPU, without gradients.
 
     Args:
-        generator: A module with a ``latent_dim`` attribute.
+        generator: A module with a ``latent_dim`` attribute (and ``num_classes`` if conditional).
         n: How many samples.
         seed: Seed of the noise (its own ``torch.Generator``); None: torch's global RNG.
         batch_size: Samples per forward pass (bounds the memory).
+        labels: Conditional generators only: int64 classes ``(n,)``; None cycles through
+            the classes (``0, 1, ..., num_classes - 1, 0, ...``).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
@@ -123,8 +143,25 @@ def sample_images(generator: nn.Module, n: int, seed: int | None = None, batch_s
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     z = torch.randn(n, latent_dim, generator=gen)  # (n, latent_dim), drawn on the CPU for every device
     device = next(generator.parameters()).device
+    num_classes = getattr(generator, "num_classes", None)
+    if num_classes is None:
+        if labels is not None:
+            raise ValueError("labels were given but the generator is not conditional (no num_classes)")
+        with torch.no_grad():
+            chunks = [generator(zb.to(device)).cpu() for zb in z.split(batch_size)]
+        return torch.cat(chunks)  # (n, *sample_shape)
+    if labels is None:
+        labels = torch.arange(n) % num_classes  # (n,)
+    if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64 or tuple(labels.shape) != (n,):
+        raise ValueError(f"labels must be an int64 tensor of shape ({n},), got "
+                         f"{tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__}"
+                         f"{' ' + str(labels.dtype) if isinstance(labels, torch.Tensor) else ''}")
+    if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+        raise ValueError(f"labels must be in [0, {num_classes}), got values in [{int(labels.min())}, "
+                         f"{int(labels.max())}]")
     with torch.no_grad():
-        chunks = [generator(zb.to(device)).cpu() for zb in z.split(batch_size)]
+        chunks = [generator(zb.to(device), yb.to(device)).cpu()
+                  for zb, yb in zip(z.split(batch_size), labels.split(batch_size))]
     return torch.cat(chunks)  # (n, *sample_shape)
 
 
@@ -140,6 +177,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     p.add_argument("--nrow", type=int, default=8, help="images per grid row (default: 8)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    p.add_argument("--digit", type=int, default=None,
+                   help="conditional checkpoints: draw only this class (default: cycle through the classes)")
     args = p.parse_args(argv)
     if args.n < 1:
         p.error(f"--n must be >= 1, got {args.n}")
@@ -160,7 +199,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    images = sample_images(generator, args.n, seed=args.seed)  # (n, C, H, W) in [-1, 1]
+    labels = None
+    if args.digit is not None:
+        num_classes = getattr(generator, "num_classes", None)
+        if num_classes is None:
+            print(f"error: --digit {args.digit}: {args.checkpoint} holds an unconditional generator, which "
+                  "cannot be asked for a class", file=sys.stderr)
+            return 2
+        if not 0 <= args.digit < num_classes:
+            print(f"error: --digit must be in [0, {num_classes}), got {args.digit}", file=sys.stderr)
+            return 2
+        labels = torch.full((args.n,), args.digit, dtype=torch.int64)  # (n,)
+    images = sample_images(generator, args.n, seed=args.seed, labels=labels)  # (n, C, H, W) in [-1, 1]
     if args.tensor is not None:
         args.tensor.parent.mkdir(parents=True, exist_ok=True)
         torch.save(images, args.tensor)
