@@ -1,0 +1,173 @@
+"""Non-finite losses: stop with an error naming the step and the loss, before any bad update.
+
+By default (``check_finite="auto"``, per-update on a CPU) a NaN or infinite loss
+raises :class:`NonFiniteLossError` before the optimizer step that would apply it,
+the last good checkpoint is left as it was, and a ``NONFINITE`` handler may call
+``trainer.skip_step()`` to go on instead. With ``check_finite=N`` the check is
+deferred (no per-step synchronisation on a GPU) and ``save_checkpoint`` refuses to
+record weights that a bad step has touched.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from torchgan_lite import Event, GANTrainer, NonFiniteLossError, TensorLoader, callbacks, losses, models
+from torchgan_lite.checkpoint import load_checkpoint
+
+from .resume_child import single_thread, tiny_data
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    with single_thread():
+        yield
+
+
+class PoisonedLoss:
+    """The recipe's loss, made NaN (or infinite) for one network at the given 1-based steps."""
+
+    def __init__(self, at_steps: set[int], which: str = "discriminator", value: float = math.nan) -> None:
+        self.inner = losses.NonSaturatingLoss()
+        self.at_steps, self.which, self.value = at_steps, which, value
+        self.trainer: GANTrainer | None = None
+
+    def _poisoned(self, which: str) -> bool:
+        assert self.trainer is not None
+        return which == self.which and self.trainer.state.step + 1 in self.at_steps
+
+    def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        loss = self.inner.discriminator_loss(real_logits, fake_logits)
+        return loss * self.value if self._poisoned("discriminator") else loss  # a bad value and bad gradients
+
+    def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        loss = self.inner.generator_loss(fake_logits)
+        return loss * self.value if self._poisoned("generator") else loss
+
+
+def _trainer(loss: object, **kw: object) -> GANTrainer:
+    torch.manual_seed(0)
+    g = models.mlp_generator(latent_dim=16, hidden=(64,), out_shape=(1, 8, 8))
+    d = models.mlp_discriminator(in_shape=(1, 8, 8), hidden=(64,), dropout=0.3)
+    trainer = GANTrainer(g, d, loss, seed=0, **kw)  # type: ignore[arg-type]
+    if isinstance(loss, PoisonedLoss):
+        loss.trainer = trainer
+    return trainer
+
+
+def _weights(trainer: GANTrainer, which: str = "both") -> list[torch.Tensor]:
+    mods = {"g": [trainer.generator], "d": [trainer.discriminator],
+            "both": [trainer.generator, trainer.discriminator]}[which]
+    opts = {"g": [trainer.g_optimizer], "d": [trainer.d_optimizer],
+            "both": [trainer.g_optimizer, trainer.d_optimizer]}[which]
+    return ([p.detach().clone() for m in mods for p in m.parameters()]
+            + [t.clone() for o in opts for s in o.state.values() for t in s.values()])
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def _record_before_each_step(trainer: GANTrainer) -> dict[int, list[torch.Tensor]]:
+    seen: dict[int, list[torch.Tensor]] = {}
+    trainer.add_callback(Event.STEP_START, lambda t: seen.__setitem__(t.state.step + 1, _weights(t)))
+    return seen
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_bad_discriminator_loss_stops_before_any_update_and_keeps_the_checkpoint(value, tmp_path):
+    trainer = _trainer(PoisonedLoss({8}, "discriminator", value))
+    callbacks.ModelCheckpoint(tmp_path / "c.pt", every=1).attach(trainer)  # saved at step 5 (end of epoch 1)
+    before = _record_before_each_step(trainer)
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.fit(TensorLoader(tiny_data(), batch_size=8), epochs=3)
+    message = str(info.value)
+    assert "step 8" in message and "discriminator" in message and f"({value})" in message
+    assert trainer.state.step == 7
+    assert _same(before[8], _weights(trainer))  # nothing of step 8 was applied
+    assert trainer.state.nonfinite == {"step": 8, "which": "discriminator", "loss": value} or math.isnan(value)
+    ckpt = load_checkpoint(tmp_path / "c.pt")  # the last good checkpoint: intact, and it loads
+    assert ckpt["trainer"]["step"] == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no save was attempted on the error
+    fresh = _trainer(losses.NonSaturatingLoss())
+    fresh.load_checkpoint(tmp_path / "c.pt")
+    assert fresh.state.step == 5
+
+
+def test_nan_in_the_data_is_caught_at_its_batch():
+    x = tiny_data()
+    x[24:32] = math.nan  # batch 4 of an unshuffled epoch
+    trainer = _trainer(losses.NonSaturatingLoss())
+    before = _record_before_each_step(trainer)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite discriminator loss \(nan\) at step 4"):
+        trainer.fit(TensorLoader(x, batch_size=8, shuffle=False), epochs=2)
+    assert _same(before[4], _weights(trainer))
+    assert all(torch.isfinite(w).all() for w in _weights(trainer))
+
+
+def test_bad_generator_loss_leaves_the_generator_untouched():
+    trainer = _trainer(PoisonedLoss({3}, "generator"))
+    g_before: dict[int, list[torch.Tensor]] = {}
+    d_before: dict[int, list[torch.Tensor]] = {}
+    trainer.add_callback(Event.STEP_START, lambda t: (g_before.__setitem__(t.state.step + 1, _weights(t, "g")),
+                                                      d_before.__setitem__(t.state.step + 1, _weights(t, "d"))))
+    with pytest.raises(NonFiniteLossError, match=r"non-finite generator loss \(nan\) at step 3"):
+        trainer.fit(TensorLoader(tiny_data(), batch_size=8), epochs=1)
+    assert _same(g_before[3], _weights(trainer, "g"))  # G and its optimizer: untouched
+    # D's update of step 3 ran before G's loss existed, so it has been applied (docs/reliability.md).
+    assert not _same(d_before[3], _weights(trainer, "d"))
+
+
+def test_a_nonfinite_handler_can_skip_the_step():
+    trainer = _trainer(PoisonedLoss({3, 7}, "discriminator"))
+    seen: list[dict] = []
+
+    @trainer.on(Event.NONFINITE)
+    def skip(t: GANTrainer) -> None:
+        seen.append(dict(t.state.nonfinite))
+        t.skip_step()
+
+    before = _record_before_each_step(trainer)
+    after: dict[int, list[torch.Tensor]] = {}
+    trainer.add_callback(Event.STEP_END, lambda t: after.__setitem__(t.state.step, _weights(t)))
+    state = trainer.fit(TensorLoader(tiny_data(), batch_size=8), epochs=2)
+    assert state.step == 10 and state.epoch == 2 and state.skipped_steps == 2
+    assert [s["step"] for s in seen] == [3, 7] and all(s["which"] == "discriminator" for s in seen)
+    assert _same(before[3], after[3]) and _same(before[7], after[7])  # skipped: no update at all
+    assert not _same(before[4], after[4])  # the others trained
+    assert all(math.isfinite(v) for h in state.history for v in (h.d_loss, h.g_loss, h.d_real, h.d_fake))
+    assert state.nonfinite is None
+
+
+def test_deferred_check_raises_at_the_next_check_naming_the_bad_step():
+    trainer = _trainer(PoisonedLoss({3}, "discriminator"), check_finite=5)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 3 \(found at step 5, checked every 5"):
+        trainer.fit(TensorLoader(tiny_data(), batch_size=8), epochs=4)
+    assert trainer.state.step == 5
+
+
+def test_deferred_mode_refuses_to_save_after_a_bad_step_and_recovers_from_the_last_good(tmp_path):
+    x = tiny_data()
+    trainer = _trainer(losses.NonSaturatingLoss(), check_finite=100)
+    trainer.train_step(x[:8])
+    good = trainer.save_checkpoint(tmp_path / "c.pt")
+    on_disk = good.read_bytes()
+    trainer.train_step(torch.full_like(x[:8], math.nan))  # no error yet: checked every 100 steps
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step 2"):
+        trainer.save_checkpoint(tmp_path / "c.pt", keep_last=3)
+    assert good.read_bytes() == on_disk and sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
+    trainer.load_checkpoint(good)  # back to the last good state: the pending bad step is forgotten
+    trainer.train_step(x[8:16])
+    trainer.save_checkpoint(tmp_path / "c.pt")
+    assert load_checkpoint(tmp_path / "c.pt")["trainer"]["step"] == 2
+    assert all(torch.isfinite(w).all() for w in _weights(trainer))
+
+
+def test_check_finite_false_lets_nan_through():
+    trainer = _trainer(PoisonedLoss({2}, "discriminator"), check_finite=False)
+    state = trainer.fit(TensorLoader(tiny_data(), batch_size=8), epochs=1)
+    assert state.step == 5
+    assert not all(torch.isfinite(p).all() for p in trainer.discriminator.parameters())
