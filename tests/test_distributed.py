@@ -208,9 +208,6 @@ def test_a_nan_on_one_rank_stops_every_rank_with_the_same_error(runs: Path) -> N
         assert outcome.startswith("NonFiniteLossError"), f"rank {r}: {outcome}"
 
 
-@pytest.mark.xfail(strict=True, reason="ModelCheckpoint skips its FIT_END save when the file exists, a rank-local "
-                   "fact; save_checkpoint is collective, so rank 1 (which never sees the file) waits alone "
-                   "(fix in callbacks.ModelCheckpoint._save: skip on last_saved_step == state.step only)")
 def test_checkpoint_callback_into_node_local_folders_finishes_on_every_rank(runs: Path) -> None:
     # Multi-node runs without a shared disk: only rank 0's folder ever holds the file.
     assert (runs / "node0" / "checkpoint.pt").is_file()

@@ -133,8 +133,10 @@ class ModelCheckpoint:
         return handles
 
     def _save(self, trainer: GANTrainer) -> None:
-        if self.last_saved_step == trainer.state.step and self.path.exists():
-            return  # EPOCH_END and FIT_END at the same step: one write is enough
+        if self.last_saved_step == trainer.state.step:
+            # EPOCH_END and FIT_END at the same step: one write is enough. Decided from
+            # the step alone, identically on every rank (saving is a collective).
+            return
         trainer.save_checkpoint(self.path, keep_last=self.keep_last)
         self.last_saved_step = trainer.state.step
 

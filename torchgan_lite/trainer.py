@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -63,6 +64,18 @@ def _check_int(name: str, value: object, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def _local_rank_device(device: torch.device | str) -> torch.device | str:
+    """Under torchrun with several processes, ``"cuda"``/``"auto"`` mean this process's GPU, ``cuda:LOCAL_RANK``."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is None or int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not torch.cuda.is_available():
+        return device
+    if device in ("cuda", "auto") or (isinstance(device, torch.device) and device.type == "cuda"
+                                      and device.index is None):
+        torch.cuda.set_device(int(local_rank))
+        return torch.device("cuda", int(local_rank))
+    return device
 
 
 class GANTrainer:
@@ -164,7 +177,7 @@ class GANTrainer:
         if num_classes is not None:
             _check_int("generator.num_classes", num_classes, 1)
 
-        self.device = resolve_device(device)
+        self.device = resolve_device(_local_rank_device(device) if distributed is not False else device)
         if distributed is None or distributed:
             self.rank, self.world_size = dist_utils.init_from_env(self.device)
         else:
@@ -403,14 +416,17 @@ class GANTrainer:
             ok = dist_utils.all_reduce_min(ok.float(), self.world_size) > 0
         if bool(ok):
             return
-        value = float(loss)
-        where = "" if self.world_size == 1 else f" on at least one of {self.world_size} ranks (here: {value})"
+        value = float(loss.detach())
         self.state.nonfinite = {"step": self.state.step + 1, "which": which, "loss": value}
         self._skip_requested = False
         self.fire(Event.NONFINITE)
         if self._skip_requested:
             raise _SkipStep
-        raise NonFiniteLossError(f"non-finite {which} loss ({value}) at step {self.state.step + 1}{where}; "
+        if self.world_size == 1 or not math.isfinite(value):
+            what = f"non-finite {which} loss ({value})"
+        else:
+            what = f"non-finite {which} loss on another of the {self.world_size} ranks (here it was {value})"
+        raise NonFiniteLossError(f"{what} at step {self.state.step + 1}; "
                                  "no update was applied. Lower the learning rate, check the data for NaN, or "
                                  "add a NONFINITE handler that calls trainer.skip_step()")
 
