@@ -203,6 +203,7 @@ def plot_losses(history: Sequence[EpochStats | Mapping[str, Any]], path: str | o
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ModuleNotFoundError as err:
         raise ModuleNotFoundError("plot_losses needs matplotlib: pip install 'torchgan_lite[plot]'") from err
     rows = [_row_dict(h) for h in history]
@@ -215,6 +216,9 @@ def plot_losses(history: Sequence[EpochStats | Mapping[str, Any]], path: str | o
     ax.plot(epochs, [r["g_loss"] for r in rows], marker=marker, markersize=3, label="generator")
     if not rows:
         ax.text(0.5, 0.5, "no completed epoch yet", ha="center", va="center", transform=ax.transAxes)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    if rows and max(epochs) - min(epochs) < 10:
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)  # a few epochs: room for integer ticks
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean loss over the epoch")
     ax.set_title(title)
