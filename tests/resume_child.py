@@ -26,7 +26,7 @@ from torchgan_lite import Event, GANTrainer, TensorLoader, losses, models, seed_
 
 __all__ = ["KINDS", "WeightAverage", "build", "fit_recording", "single_thread", "snapshot", "tiny_data"]
 
-KINDS = ("tiny", "wgan", "mnist")
+KINDS = ("tiny", "wgan", "perf", "mnist")
 
 
 @contextlib.contextmanager
@@ -83,6 +83,7 @@ def build(kind: str, data: torch.Tensor) -> tuple[GANTrainer, TensorLoader, Weig
 
     ``tiny``: 16-d noise, one hidden layer of 64, Dropout(0.3), batches of 8.
     ``wgan``: the same models with WGAN-GP (n_critic=2, GradientPenalty draws random numbers).
+    ``perf``: the opt-in fast paths: MaskDropout, one fused D call, LSGAN with an R1 penalty.
     ``mnist``: the reference recipe's networks and batches of 128.
     """
     if kind not in KINDS:
@@ -94,8 +95,11 @@ def build(kind: str, data: torch.Tensor) -> tuple[GANTrainer, TensorLoader, Weig
         batch = 128
     else:
         g = models.mlp_generator(latent_dim=16, hidden=(64,), out_shape=(1, 8, 8))
-        d = models.mlp_discriminator(in_shape=(1, 8, 8), hidden=(64,), dropout=0.3)
-        if kind == "wgan":
+        d = models.mlp_discriminator(in_shape=(1, 8, 8), hidden=(64,), dropout=0.3, mask_dropout=kind == "perf")
+        if kind == "perf":
+            trainer = GANTrainer(g, d, losses.LeastSquaresLoss(), regularizers=[losses.R1Penalty(1.0)],
+                                 fused_d_forward=True, seed=0)
+        elif kind == "wgan":
             trainer = GANTrainer(g, d, losses.WassersteinLoss(), n_critic=2,
                                  regularizers=[losses.GradientPenalty()], seed=0)
         else:
