@@ -74,3 +74,39 @@ def test_model_checkpoint_saves_on_keyboard_interrupt(tiny_trainer, tiny_data, t
 def test_callbacks_reject_bad_intervals(cls, kwargs):
     with pytest.raises(ValueError, match="every"):
         cls(**kwargs)
+
+
+def test_ctrl_c_finishes_the_step_then_saves_a_resumable_checkpoint(tiny_trainer, tiny_data, tmp_path):
+    import os
+    import signal
+
+    path = tmp_path / "ckpt.pt"
+    ModelCheckpoint(path, every=100).attach(tiny_trainer)
+    # SIGINT arrives in the middle of step 3 (from its STEP_START): the step still completes.
+    tiny_trainer.add_callback(Event.STEP_START, lambda t: os.kill(os.getpid(), signal.SIGINT)
+                              if t.state.step == 2 else None)
+    with pytest.raises(KeyboardInterrupt, match="step 3"):
+        tiny_trainer.fit(TensorLoader(tiny_data, batch_size=16), epochs=5)
+    assert tiny_trainer.state.step == 3 and not tiny_trainer.in_step
+    assert load_checkpoint(path)["trainer"]["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was restored
+
+
+def test_no_checkpoint_from_the_middle_of_a_step(tiny_trainer, tiny_data, tmp_path):
+    path = tmp_path / "ckpt.pt"
+    ModelCheckpoint(path, every=100).attach(tiny_trainer)
+    inner = tiny_trainer.loss
+
+    class InterruptInGeneratorLoss:
+        def discriminator_loss(self, r, f):
+            return inner.discriminator_loss(r, f)
+
+        def generator_loss(self, f):
+            if tiny_trainer.state.step == 2:
+                raise KeyboardInterrupt  # after the D update of step 3, before its G update
+            return inner.generator_loss(f)
+
+    tiny_trainer.loss = InterruptInGeneratorLoss()
+    with pytest.raises(KeyboardInterrupt):
+        tiny_trainer.fit(TensorLoader(tiny_data, batch_size=16), epochs=5)
+    assert tiny_trainer.in_step and not path.exists()

@@ -141,5 +141,9 @@ class ModelCheckpoint:
         self.last_saved_step = trainer.state.step
 
     def _save_if_interrupted(self, trainer: GANTrainer) -> None:
-        if isinstance(trainer.state.exception, KeyboardInterrupt):
+        # Only at a step boundary (the trainer defers a first Ctrl-C to one): a save in the
+        # middle of a step would record D updated but G not. Not with several ranks: they
+        # are interrupted at different steps, and saving is collective.
+        if isinstance(trainer.state.exception, KeyboardInterrupt) and not trainer.in_step \
+                and trainer.world_size == 1:
             self._save(trainer)

@@ -176,6 +176,9 @@ class TensorLoader:
                 f"batch_size={batch_size} is larger than the dataset ({n} rows) with drop_last=True: "
                 "no batch would ever be produced"
             )
+        for flag_name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{flag_name} must be a bool, got {flag!r}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         if generator is not None and generator.device.type != "cpu":

@@ -245,7 +245,8 @@ class GradientPenalty:
                              f"{tuple(fake.shape)}")
         alpha_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
         alpha = torch.rand(alpha_shape, device=real.device, dtype=real.dtype)  # (B, 1, 1, 1)
-        x_hat = torch.lerp(fake.detach(), real.detach(), alpha)  # alpha * real + (1 - alpha) * fake
+        fake = fake.detach().to(real.dtype)  # a bfloat16 fake from autocast meets a float32 real
+        x_hat = torch.lerp(fake, real.detach(), alpha)  # alpha * real + (1 - alpha) * fake
         grad = _input_gradient(discriminator, x_hat)
         return self.weight * (grad.norm(2, dim=1) - self.target).square().mean()
 

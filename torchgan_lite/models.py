@@ -167,6 +167,8 @@ def mlp_discriminator(
     Returns:
         A module mapping ``(B, *in_shape)`` to logits ``(B,)``; no sigmoid, the loss owns it.
     """
+    if not isinstance(mask_dropout, bool):
+        raise TypeError(f"mask_dropout must be a bool, got {mask_dropout!r}")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
     return MLPDiscriminator(

@@ -27,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -165,6 +167,11 @@ class GANTrainer:
             _check_int("seed", seed, 0)
         if amp not in (None, "bf16"):
             raise ValueError(f"amp must be None or 'bf16', got {amp!r}")
+        for flag_name, flag in (("fast", fast), ("fused_d_forward", fused_d_forward)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{flag_name} must be a bool, got {flag!r}")
+        if distributed is not None and not isinstance(distributed, bool):
+            raise TypeError(f"distributed must be a bool or None, got {distributed!r}")
         if not (isinstance(check_finite, bool) or check_finite == "auto"):
             _check_int("check_finite", check_finite, 1)
         if latent_dim is None:
@@ -221,7 +228,10 @@ class GANTrainer:
         self.ema_generator: nn.Module | None = None
         self._events = EventHandlers()
         self._terminate = False
+        self._interrupted = False
         self._skip_requested = False
+        #: True while a step is under way (between its first update and its bookkeeping).
+        self.in_step = False
         # Per-epoch sums of (d_loss, g_loss, d_real, d_fake, steps counted) on the device: read once an epoch.
         self._epoch_sums = torch.zeros(5, device=self.device)
         self._first_bad_step = torch.full((), -1, dtype=torch.int64, device=self.device)
@@ -291,6 +301,10 @@ class GANTrainer:
         real = batch
         if not isinstance(real, torch.Tensor):
             raise TypeError(f"real must be a torch.Tensor batch (or an (images, ...) tuple), got {type(real).__name__}")
+        if real.layout != torch.strided:
+            raise TypeError(f"real must be a dense (strided) tensor, got layout {real.layout}; call .to_dense()")
+        if real.device.type == "meta":
+            raise ValueError("real is on the 'meta' device and holds no data")
         if not real.is_floating_point():
             raise TypeError(f"real must be a floating-point tensor in the generator's range (e.g. [-1, 1]), "
                             f"got dtype {real.dtype}; convert integer images with x.float() / 127.5 - 1")
@@ -439,6 +453,7 @@ class GANTrainer:
                     fake = self._gen(z, fake_labels)  # (B, *sample): no graph through G
             else:
                 fake = self._gen(z, fake_labels).detach()  # the tutorial: a graph built, then thrown away
+            fake = fake.to(real.dtype)  # autocast makes it bfloat16; penalties mix it with real (a no-op in fp32)
             if self.fused_d_forward:
                 both_labels = None if labels is None else torch.cat([labels, fake_labels])  # type: ignore[list-item]
                 both = self._logits(torch.cat([real, fake]), both_labels)  # (2B,)
@@ -493,6 +508,7 @@ class GANTrainer:
         self.generator.train()
         self.discriminator.train()
         st = self.state
+        self.in_step = True  # until the step is complete: a checkpoint now would hold half a step
         try:
             for _ in range(self.n_critic):
                 d_loss, d_real, d_fake = self._discriminator_update(real, labels)
@@ -502,6 +518,7 @@ class GANTrainer:
             st.step += 1
             st.epoch_step += 1
             st.nonfinite = None
+            self.in_step = False
             return st.last if st.last is not None else StepResult(*(torch.full((), math.nan),) * 4)
         result = StepResult(d_loss, g_loss, d_real, d_fake)
         if not self.fast:
@@ -511,6 +528,7 @@ class GANTrainer:
         st.last = result
         st.step += 1
         st.epoch_step += 1
+        self.in_step = False
         if isinstance(self.check_finite, int) and not isinstance(self.check_finite, bool):
             bad = ~(torch.isfinite(d_loss) & torch.isfinite(g_loss))
             self._first_bad_step = torch.where(bad & (self._first_bad_step < 0), st.step, self._first_bad_step)
@@ -580,25 +598,11 @@ class GANTrainer:
             return self._terminate or (max_steps is not None and st.step >= max_steps)
 
         try:
-            self.fire(Event.FIT_START)
-            while st.epoch < epochs and not limit_reached():
-                self._epoch_t0, self._epoch_step0 = time.perf_counter(), st.step
-                if st.epoch_step == 0:  # not when continuing an epoch interrupted earlier
-                    self.fire(Event.EPOCH_START)
-                steps_before = st.step
-                exhausted = True
-                for batch in data:
-                    self.fire(Event.STEP_START)
-                    self.train_step(batch)
-                    self.fire(Event.STEP_END)
-                    if limit_reached() or (steps_per_epoch is not None and st.epoch_step >= steps_per_epoch):
-                        exhausted = False
-                        break
-                if st.step == steps_before and not limit_reached():
-                    raise ValueError("data yielded no batches this epoch: an empty dataset, or an iterator "
-                                     "that cannot be iterated twice (pass a re-iterable such as a TensorLoader)")
-                if exhausted or (steps_per_epoch is not None and st.epoch_step >= steps_per_epoch):
-                    self._end_epoch()
+            with self._ctrl_c_finishes_the_step():
+                self.fire(Event.FIT_START)
+                self._loop(data, epochs, steps_per_epoch, limit_reached)
+            if self._interrupted:  # Ctrl-C, deferred to this step boundary
+                raise KeyboardInterrupt(f"interrupted at step {st.step}")
             if isinstance(self.check_finite, int) and not isinstance(self.check_finite, bool):
                 self.raise_if_nonfinite()
             self.fire(Event.FIT_END)
@@ -607,6 +611,57 @@ class GANTrainer:
             self.fire(Event.EXCEPTION)
             raise
         return st
+
+    @contextlib.contextmanager
+    def _ctrl_c_finishes_the_step(self) -> Any:
+        """On one process in the main thread: a first Ctrl-C ends ``fit`` after the current step.
+
+        ``fit`` then raises ``KeyboardInterrupt`` at that step boundary, so EXCEPTION
+        handlers (e.g. ``ModelCheckpoint``) save a consistent state. A second Ctrl-C
+        interrupts at once.
+        """
+        if self.world_size > 1 or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+            self._terminate = True
+
+        self._interrupted = False
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _loop(self, data: Iterable[Any], epochs: int, steps_per_epoch: int | None,
+              limit_reached: Callable[[], bool]) -> None:
+        st = self.state
+        while st.epoch < epochs and not limit_reached():
+            if steps_per_epoch is not None and st.epoch_step >= steps_per_epoch:
+                self._end_epoch()  # resumed from a checkpoint saved at the epoch's last step
+                continue
+            self._epoch_t0, self._epoch_step0 = time.perf_counter(), st.step
+            if st.epoch_step == 0:  # not when continuing an epoch interrupted earlier
+                self.fire(Event.EPOCH_START)
+            steps_before = st.step
+            exhausted = True
+            for batch in data:
+                self.fire(Event.STEP_START)
+                self.train_step(batch)
+                self.fire(Event.STEP_END)
+                if limit_reached() or (steps_per_epoch is not None and st.epoch_step >= steps_per_epoch):
+                    exhausted = False
+                    break
+            if st.step == steps_before and not limit_reached():
+                raise ValueError("data yielded no batches this epoch: an empty dataset, or an iterator "
+                                 "that cannot be iterated twice (pass a re-iterable such as a TensorLoader)")
+            if exhausted or (steps_per_epoch is not None and st.epoch_step >= steps_per_epoch):
+                self._end_epoch()
 
     def _end_epoch(self) -> None:
         st = self.state
