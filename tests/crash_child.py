@@ -60,9 +60,24 @@ def _die_on_call(name: str, n: int) -> None:
     setattr(os, name, wrapper)
 
 
+class _Ballast:
+    """1 MB of extra state, so that writing a checkpoint takes most of each step's time
+    and a random kill usually lands inside a save rather than between saves."""
+
+    def __init__(self) -> None:
+        self.buffer = torch.arange(256 * 1024, dtype=torch.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"buffer": self.buffer}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.buffer = state["buffer"]
+
+
 def _train_forever(folder: Path, trial: dict[str, Any]) -> None:
     torch.set_num_threads(1)
     trainer, loader = build_trainer()
+    trainer.register_state("ballast", _Ballast())
     if trial["kind"] == "at_call":
         _die_on_call(trial["call"], trial["n"])
     trainer.add_callback(Event.STEP_END, lambda t: t.save_checkpoint(folder / "ckpt.pt", keep_last=2))

@@ -1,10 +1,11 @@
 """SIGKILL during training and saving always leaves a latest checkpoint that loads.
 
 A child process (``tests/crash_child.py``) forks trainers that save after every step
-with ``keep_last=2``. Random trials kill them after a seeded random delay, wherever
-they are; deterministic trials kill them on entering each ``os.replace``, ``os.link``
-and ``os.fsync`` inside ``save_checkpoint``, so every boundary of the atomic write
-and of the rotation is hit at least once.
+with ``keep_last=2`` (plus 1 MB of extra state, so saving is a large share of the
+time). Random trials kill them a seeded random 0 to 0.4 s after the first save,
+wherever they are; deterministic trials kill them on entering each ``os.replace``,
+``os.link`` and ``os.fsync`` inside ``save_checkpoint``, so every boundary of the
+atomic write and of the rotation is hit at least once.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ AT_CALL = [("replace", n) for n in (2, 3, 4, 5, 6)] + [("link", 1), ("link", 2),
 def crashed(tmp_path_factory) -> list[tuple[dict, dict]]:
     root = tmp_path_factory.mktemp("crash")
     rng = random.Random(0)
-    trials = [{"kind": "random", "delay": rng.uniform(0.0, 0.25), "folder": str(root / f"random{i}")}
+    trials = [{"kind": "random", "delay": rng.uniform(0.0, 0.4), "folder": str(root / f"random{i}")}
               for i in range(RANDOM_TRIALS)]
     trials += [{"kind": "at_call", "call": call, "n": n, "folder": str(root / f"{call}{n}")} for call, n in AT_CALL]
     trials.append({"kind": "at_call", "call": "replace", "n": 1, "folder": str(root / "first_save")})
