@@ -2,7 +2,8 @@
 
 The benchmarks are run explicitly (``pytest benchmarks ...``); the normal test suite
 collects only ``tests/``. ``TORCHGAN_LITE_BENCH_QUICK=1`` shrinks every case to one
-short round: a smoke run of the harness, not a measurement.
+short round: a smoke run of the harness, not a measurement. ``TORCHGAN_LITE_BENCH_SCALE=0.5``
+halves every case's steps and rounds (rounding up).
 """
 
 from __future__ import annotations
@@ -24,6 +25,19 @@ REPO = Path(__file__).resolve().parent.parent
 def quick() -> bool:
     """Whether ``TORCHGAN_LITE_BENCH_QUICK`` asks for a smoke run."""
     return os.environ.get("TORCHGAN_LITE_BENCH_QUICK", "") not in ("", "0")
+
+
+@pytest.fixture(scope="session")
+def scale() -> float:
+    """``TORCHGAN_LITE_BENCH_SCALE`` (default 1): multiplies every case's steps and rounds."""
+    raw = os.environ.get("TORCHGAN_LITE_BENCH_SCALE", "1")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 10:
+        raise ValueError(f"TORCHGAN_LITE_BENCH_SCALE must be a number in (0, 10], got {raw!r}")
+    return value
 
 
 @pytest.fixture(scope="session")

@@ -40,9 +40,9 @@ from .variants import VARIANTS
 
 __all__ = ["LayerSizes", "OpCounter", "analytic_flops", "main", "matmul_gflops", "step_functions"]
 
-# Operators that allocate or re-describe memory without a compute kernel.
-_NO_KERNEL = {"detach", "alias", "empty", "empty_like", "empty_strided", "lift_fresh", "_to_copy_noop",
-              "_local_scalar_dense"}
+# Operators that allocate or re-describe memory without a compute kernel, and profiler marks.
+_NO_KERNEL = {"detach", "alias", "empty", "empty_like", "empty_strided", "lift_fresh", "_local_scalar_dense",
+              "_record_function_enter_new", "_record_function_exit"}
 
 
 @dataclass(frozen=True)

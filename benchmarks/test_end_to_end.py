@@ -23,7 +23,7 @@ from .variants import BATCH_SIZES, DEVICES, END_TO_END_PLAN, VARIANTS, plan_for,
 @pytest.mark.parametrize("variant_name", [v.name for v in VARIANTS if v.end_to_end])
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 @pytest.mark.parametrize("device", DEVICES)
-def test_end_to_end(benchmark, device: str, batch: int, variant_name: str, quick: bool,
+def test_end_to_end(benchmark, device: str, batch: int, variant_name: str, quick: bool, scale: float,
                     reference_dataset: Dataset, library_images: Callable[[str], torch.Tensor]) -> None:
     variant = variant_by_name(variant_name)
     reason = variant.skip_reason(device)
@@ -31,6 +31,6 @@ def test_end_to_end(benchmark, device: str, batch: int, variant_name: str, quick
         pytest.skip(reason)
     images = None if variant.is_baseline else library_images(device)  # decoded before memory is measured
     info = measure(benchmark, kind="end_to_end", variant=variant, device=device, batch=batch,
-                   plan=plan_for(END_TO_END_PLAN, device, batch, quick),
+                   plan=plan_for(END_TO_END_PLAN, device, batch, quick, scale),
                    build=lambda: end_to_end_runner(variant, device, batch, images, reference_dataset))
     assert info["peak_mem_bytes"] >= 0

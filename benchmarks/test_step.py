@@ -15,13 +15,13 @@ from .variants import BATCH_SIZES, DEVICES, STEP_PLAN, VARIANTS, plan_for, varia
 @pytest.mark.parametrize("variant_name", [v.name for v in VARIANTS])
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 @pytest.mark.parametrize("device", DEVICES)
-def test_step(benchmark, device: str, batch: int, variant_name: str, quick: bool) -> None:
+def test_step(benchmark, device: str, batch: int, variant_name: str, quick: bool, scale: float) -> None:
     variant = variant_by_name(variant_name)
     reason = variant.skip_reason(device)
     if reason is not None:
         pytest.skip(reason)
     batches = synthetic_batches(batch, device)  # (batch, 1, 28, 28) each, made before memory is measured
     info = measure(benchmark, kind="step", variant=variant, device=device, batch=batch,
-                   plan=plan_for(STEP_PLAN, device, batch, quick),
+                   plan=plan_for(STEP_PLAN, device, batch, quick, scale),
                    build=lambda: step_runner(variant, device, batches))
     assert info["peak_mem_bytes"] >= 0

@@ -10,6 +10,7 @@ with the reason, so a line may be added before the option lands.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -153,9 +154,22 @@ END_TO_END_PLAN: Mapping[tuple[str, int], Plan] = MappingProxyType({
 })
 
 
-def plan_for(plans: Mapping[tuple[str, int], Plan], device: str, batch: int, quick: bool = False) -> Plan:
-    """The plan of one case; ``quick`` (env ``TORCHGAN_LITE_BENCH_QUICK=1``): a smoke run."""
+def plan_for(plans: Mapping[tuple[str, int], Plan], device: str, batch: int, quick: bool = False,
+             scale: float = 1.0) -> Plan:
+    """The plan of one case.
+
+    Args:
+        plans: :data:`STEP_PLAN` or :data:`END_TO_END_PLAN`.
+        device: ``"cpu"`` or ``"cuda"``.
+        batch: Batch size.
+        quick: A smoke run (env ``TORCHGAN_LITE_BENCH_QUICK=1``): a tenth of the steps, one round.
+        scale: Multiplies steps and rounds, rounding up (env ``TORCHGAN_LITE_BENCH_SCALE``);
+            for a shorter, noisier measurement on a busy machine.
+    """
     plan = plans[(device, batch)]
     if quick:
         return Plan(steps=max(1, plan.steps // 10), rounds=1, warmup=1)
+    if scale != 1.0:
+        return Plan(steps=max(1, math.ceil(plan.steps * scale)), rounds=max(1, math.ceil(plan.rounds * scale)),
+                    warmup=plan.warmup)
     return plan

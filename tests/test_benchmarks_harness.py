@@ -26,7 +26,7 @@ from benchmarks.reference_loop import (
     reference_discriminator,
     reference_generator,
 )
-from benchmarks.variants import BASELINE, VARIANTS, Plan, Variant, variant_by_name
+from benchmarks.variants import BASELINE, VARIANTS, Plan, Variant, plan_for, variant_by_name
 from torchgan_lite import data
 
 
@@ -137,6 +137,14 @@ def test_variant_table_is_well_formed_and_skips_unknown_options() -> None:
     assert "mlp_discriminator has no option nope" in (Variant("x", {}, d_kwargs={"nope": 1}).skip_reason("cpu") or "")
     assert Variant("x", {"fast": True}, devices=("cuda",)).skip_reason("cpu") is not None
     assert variant_by_name("fast").skip_reason("cpu") is None
+
+
+def test_plan_scaling_rounds_up_and_quick_is_one_round() -> None:
+    plans = {("cpu", 128): Plan(steps=20, rounds=5, warmup=1)}
+    assert plan_for(plans, "cpu", 128) == plans["cpu", 128]
+    assert plan_for(plans, "cpu", 128, scale=0.4) == Plan(steps=8, rounds=2, warmup=1)
+    assert plan_for(plans, "cpu", 128, scale=0.01) == Plan(steps=1, rounds=1, warmup=1)
+    assert plan_for(plans, "cpu", 128, quick=True) == Plan(steps=2, rounds=1, warmup=1)
 
 
 class _Stats:
