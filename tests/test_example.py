@@ -71,6 +71,9 @@ def test_save_grid_writes_the_recipe_grid(tmp_path):
     images = torch.rand(64, 1, 28, 28) * 2 - 1
     path = reporting.save_grid(images, tmp_path / "g.png")
     assert _png_size(path) == (242, 242)  # 8 * (28 + 2) + 2
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the 0600 of a temporary file
     with Image.open(path) as im:
         pixels = np.asarray(im)  # (242, 242) grey, uint8
     assert pixels.max() == 255 and pixels.min() == 0  # normalize=True: min-max scaled
