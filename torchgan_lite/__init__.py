@@ -6,7 +6,7 @@
 - :mod:`torchgan_lite.data`: MNIST as one device-resident tensor, and :class:`TensorLoader`.
 """
 
-from . import callbacks, data, losses, models
+from . import callbacks, data, losses, models, reporting
 from .data import TensorLoader
 from .events import Event, RemovableHandle
 from .state import EpochStats, NonFiniteLossError, StepResult, TrainerState
@@ -29,6 +29,7 @@ __all__ = [
     "data",
     "losses",
     "models",
+    "reporting",
     "resolve_device",
     "seed_everything",
 ]

@@ -101,8 +101,10 @@ class EpochLogger:
                 f"g_loss {h.g_loss:.4f} D(real) {h.d_real:+.3f} D(fake) {h.d_fake:+.3f} "
                 f"{h.steps_per_s:.1f} steps/s")
         extra = " ".join(f"{k} {v:.4g}" for k, v in trainer.state.metrics.items())
-        print(line + (f" | {extra}" if extra else ""), file=self.file if self.file is not None else sys.stdout,
-              flush=True)
+        from tqdm.auto import tqdm
+
+        # tqdm.write prints above a live progress bar instead of onto its line.
+        tqdm.write(line + (f" | {extra}" if extra else ""), file=self.file if self.file is not None else sys.stdout)
 
 
 class ModelCheckpoint:

@@ -284,7 +284,7 @@ class TensorLoader:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned, on a loader over the same data."""
-        if not isinstance(state, dict) or "generator" not in state:
+        if not isinstance(state, dict) or not {"generator", "num_samples", "global_batch_size"} <= set(state):
             raise ValueError("load_state_dict expects a TensorLoader.state_dict(), got something else")
         if state["num_samples"] != self.num_samples or state["global_batch_size"] != self.global_batch_size:
             raise ValueError(
