@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=None, metavar="N",
                    help="stop at this total step count, e.g. for a smoke run (default: no limit)")
     p.add_argument("--batch-size", type=int, default=128, metavar="B",
-                   help="images per batch; 128 gives 468 batches an epoch (default: %(default)s)")
+                   help="images per batch and process (under torchrun the global batch is B x processes); "
+                        "128 gives 468 batches an epoch (default: %(default)s)")
     p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate of both networks (default: %(default)s)")
     p.add_argument("--loss", choices=LOSSES, default="nonsaturating",
                    help="GAN loss; wgan-gp is WassersteinLoss + GradientPenalty(10) (default: %(default)s)")
@@ -190,18 +191,26 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = callbacks.ModelCheckpoint(out / "checkpoint.pt", every=args.checkpoint_every)
     checkpoint.attach(trainer)
 
+    def say(*parts: object, **kwargs: object) -> None:
+        """print() on the main process only (under torchrun every rank runs this script)."""
+        if trainer.is_main_process:
+            kwargs.setdefault("flush", True)
+            print(*parts, **kwargs)  # type: ignore[call-overload]
+
     if args.resume is not None:
         try:
             trainer.load_checkpoint(args.resume)  # weights, optimizers, step, history, data order, RNGs
         except ValueError as err:
             sys.exit(f"error: cannot resume: {err}")
-        print(f"resumed from {args.resume} at epoch {trainer.state.epoch}, step {trainer.state.step}")
+        say(f"resumed from {args.resume} at epoch {trainer.state.epoch}, step {trainer.state.step}")
 
     def write_run_json(status: str) -> None:
+        if not trainer.is_main_process:
+            return
         info = reporting.run_info(trainer, vars(args), time.perf_counter() - started, status)
         reporting.write_json(out / "run.json", info)
 
-    print(f"training on {trainer.device}: {args.epochs} epochs of {len(loader)} steps, loss {args.loss}, "
+    say(f"training on {trainer.device}: {args.epochs} epochs of {len(loader)} steps, loss {args.loss}, "
           f"outputs in {out}/", flush=True)
     try:
         write_run_json("running")
@@ -209,14 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         write_run_json("interrupted")
         st = trainer.state
-        print(f"\ninterrupted at epoch {st.epoch}, step {st.step}.", file=sys.stderr)
+        say(f"\ninterrupted at epoch {st.epoch}, step {st.step}.", file=sys.stderr)
         if checkpoint.last_saved_step == st.step:
             command = resume_command(sys.argv[1:] if argv is None else argv, checkpoint.path)
-            print(f"Checkpoint saved to {checkpoint.path}. Resume with:\n  {command}", file=sys.stderr)
+            say(f"Checkpoint saved to {checkpoint.path}. Resume with:\n  {command}", file=sys.stderr)
         return 130
     write_run_json("finished")
     st = trainer.state
-    print(f"done: epoch {st.epoch}, step {st.step} in {time.perf_counter() - started:.0f} s; "
+    say(f"done: epoch {st.epoch}, step {st.step} in {time.perf_counter() - started:.0f} s; "
           f"samples in {out / 'samples_final.png'}, losses in {out / 'losses.png'}")
     return 0
 
