@@ -97,6 +97,27 @@ def test_bad_discriminator_loss_stops_before_any_update_and_keeps_the_checkpoint
     assert fresh.state.step == 5
 
 
+def test_no_checkpoint_of_a_half_step_until_the_last_good_one_is_loaded(tmp_path):
+    trainer = _trainer(PoisonedLoss({3}, "generator"))  # step 3: D updated, then G's loss is NaN
+    trainer.fit(TensorLoader(tiny_data(), batch_size=8), epochs=1, max_steps=2)
+    good = trainer.save_checkpoint(tmp_path / "c.pt")
+    with pytest.raises(NonFiniteLossError):
+        trainer.fit(TensorLoader(tiny_data(), batch_size=8), epochs=1)
+    with pytest.raises(RuntimeError, match="cannot checkpoint in the middle of step 3"):
+        trainer.save_checkpoint(tmp_path / "half.pt")
+    assert not (tmp_path / "half.pt").exists()
+    trainer.load_checkpoint(good)
+    assert trainer.save_checkpoint(tmp_path / "again.pt").exists()
+
+
+def test_a_nonfinite_handler_cannot_save_a_half_step(tmp_path):
+    trainer = _trainer(PoisonedLoss({2}, "discriminator"))
+    trainer.add_callback(Event.NONFINITE, lambda t: t.save_checkpoint(tmp_path / "c.pt"))
+    with pytest.raises(RuntimeError, match="middle of step 2"):
+        trainer.fit(TensorLoader(tiny_data(), batch_size=8), epochs=1)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_nan_in_the_data_is_caught_at_its_batch():
     x = tiny_data()
     x[24:32] = math.nan  # batch 4 of an unshuffled epoch

@@ -476,7 +476,17 @@ def _check_trainer_entry(source: str, tr: object) -> list[Any]:
 
 
 def trainer_state_dict(trainer: GANTrainer) -> dict[str, Any]:
-    """Everything needed to continue ``trainer`` exactly: models, optimizers, progress, loader, RNGs."""
+    """Everything needed to continue ``trainer`` exactly: models, optimizers, progress, loader, RNGs.
+
+    Raises:
+        RuntimeError: the trainer is in the middle of a step (called from a ``NONFINITE``
+            handler, or after a step was cut short by an exception): some of that step's
+            updates and random draws have happened, so no checkpoint could resume exactly.
+    """
+    if getattr(trainer, "in_step", False):
+        raise RuntimeError(f"cannot checkpoint in the middle of step {trainer.state.step + 1}: some of its updates "
+                           "or random draws have already happened, so the run could not resume exactly. Save at a "
+                           "step boundary (STEP_END, EPOCH_END), or load the last good checkpoint first")
     st = trainer.state
     data = trainer._data
     if trainer._pending_loader_state is not None:  # loaded but not yet handed to a fit: still the position
@@ -581,6 +591,8 @@ def load_trainer_state(trainer: GANTrainer, ckpt: dict[str, Any], source: str) -
     # A checkpoint is only written when no non-finite step is pending (check_finite=N), so
     # after loading one there is none: the run can go on from the last good state.
     trainer._first_bad_step = torch.full((), -1, dtype=torch.int64, device=trainer.device)
+    if hasattr(trainer, "in_step"):
+        trainer.in_step = False  # a step cut short before this load is forgotten with the rest
     # The next fit hands this to its data (a TensorLoader continues mid-epoch); until then a
     # save_checkpoint writes it again unchanged.
     trainer._pending_loader_state = loader
