@@ -42,7 +42,7 @@ __all__ = ["CACHE_ENV_VAR", "METRIC_NAMES", "MNISTEvaluator", "cache_dir", "eval
 CACHE_ENV_VAR = "TORCHGAN_LITE_CACHE"
 METRIC_NAMES = ("fd", "kid_mean", "kid_std", "classifier_score", "coverage_kl", "classes_at_1pct",
                 "precision", "recall")
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 _K = 3  # neighbours for precision/recall (Kynkäänniemi et al.)
 _KID_SUBSETS = 100
 _KID_SUBSET_SIZE = 1000
@@ -117,7 +117,7 @@ class MNISTEvaluator:
         return x, digest
 
     def reference(self) -> dict[str, torch.Tensor]:
-        """Test-set features ``(10000, 128)``, their mean/covariance, k-NN radii and class histogram."""
+        """Test-set features ``(10000, 128)``, mean/covariance, k-NN radii, class histogram, predicted classes."""
         if self._ref is not None:
             return self._ref
         x, data_sha = self._test_set()
@@ -128,12 +128,13 @@ class MNISTEvaluator:
                 saved = torch.load(path, map_location="cpu", weights_only=True)
                 if (saved.get("version") == _CACHE_VERSION and saved.get("extractor_sha256") == CLASSIFIER_SHA256
                         and saved.get("data_sha256") == data_sha and saved["features"].shape[0] == x.shape[0]):
-                    ref = {k: saved[k] for k in ("features", "radii", "class_hist")}
+                    ref = {k: saved[k] for k in ("features", "radii", "class_hist", "predictions")}
             except Exception as err:  # a torn or foreign file: recompute and overwrite it
                 warnings.warn(f"ignoring unreadable cache file {path}: {err}", RuntimeWarning, stacklevel=2)
         if ref is None:
             feats, probs = extract(load_classifier(self.device), x, self.batch_size)  # (N, 128), (N, 10)
-            ref = {"features": feats, "radii": knn_radii(feats, _K), "class_hist": class_histogram(probs)}
+            ref = {"features": feats, "radii": knn_radii(feats, _K), "class_hist": class_histogram(probs),
+                   "predictions": probs.argmax(1)}
             payload = {"version": _CACHE_VERSION, "extractor_sha256": CLASSIFIER_SHA256, "data_sha256": data_sha,
                        **ref}
             try:
