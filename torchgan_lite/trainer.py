@@ -215,6 +215,9 @@ class GANTrainer:
         if check_finite == "auto":
             check_finite = True if self.device.type == "cpu" else 100
         self.check_finite: bool | int = check_finite
+        for name, module in (("generator", generator), ("discriminator", discriminator)):
+            if not any(p.requires_grad for p in module.parameters()):
+                raise ValueError(f"{name} has no trainable parameters: there is nothing to train")
         self.g_optimizer = g_optimizer if g_optimizer is not None else _default_adam(generator.parameters(), fast)
         self.d_optimizer = d_optimizer if d_optimizer is not None else _default_adam(discriminator.parameters(), fast)
         self._check_optimizer("g_optimizer", self.g_optimizer, generator, "generator")
