@@ -1,7 +1,7 @@
 """Builders shared by the resume tests, and the script that resumes runs in a *new* process.
 
 ``python tests/resume_child.py JOBS.json`` reads a list of jobs, each
-``{"kind", "data", "ckpt", "out", "epochs", "max_steps", "threads"}``; for each it builds the
+``{"kind", "data", "ckpt", "out", "epochs", "max_steps", "threads", "device"}``; for each it builds the
 trainer exactly as :func:`build` does in the test process, loads the checkpoint,
 fits to the given totals while recording every step's losses, and ``torch.save``s a
 :func:`snapshot` to ``out``. The test compares that, bitwise, with an uninterrupted run.
@@ -78,35 +78,36 @@ def tiny_data(n: int = 40) -> torch.Tensor:
     return torch.rand(n, 1, 8, 8, generator=gen) * 2 - 1
 
 
-def build(kind: str, data: torch.Tensor) -> tuple[GANTrainer, TensorLoader, WeightAverage]:
+def build(kind: str, data: torch.Tensor, device: str = "cpu") -> tuple[GANTrainer, TensorLoader, WeightAverage]:
     """The same trainer, loader and EMA in every process: seeded models, dropout on.
 
     ``tiny``: 16-d noise, one hidden layer of 64, Dropout(0.3), batches of 8.
     ``wgan``: the same models with WGAN-GP (n_critic=2, GradientPenalty draws random numbers).
     ``perf``: the opt-in fast paths: MaskDropout, one fused D call, LSGAN with an R1 penalty.
     ``mnist``: the reference recipe's networks and batches of 128.
+    ``device``: where the models and the data live (the tests use "cpu", and "cuda" where there is one).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     seed_everything(0)
     if kind == "mnist":
         g, d = models.mlp_generator(), models.mlp_discriminator()
-        trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), seed=0)
+        trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), seed=0, device=device)
         batch = 128
     else:
         g = models.mlp_generator(latent_dim=16, hidden=(64,), out_shape=(1, 8, 8))
         d = models.mlp_discriminator(in_shape=(1, 8, 8), hidden=(64,), dropout=0.3, mask_dropout=kind == "perf")
         if kind == "perf":
             trainer = GANTrainer(g, d, losses.LeastSquaresLoss(), regularizers=[losses.R1Penalty(1.0)],
-                                 fused_d_forward=True, seed=0)
+                                 fused_d_forward=True, seed=0, device=device)
         elif kind == "wgan":
             trainer = GANTrainer(g, d, losses.WassersteinLoss(), n_critic=2,
-                                 regularizers=[losses.GradientPenalty()], seed=0)
+                                 regularizers=[losses.GradientPenalty()], seed=0, device=device)
         else:
-            trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), seed=0)
+            trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), seed=0, device=device)
         batch = 8
     ema = WeightAverage(trainer)
-    loader = TensorLoader(data, batch_size=batch)  # its permutation generator is seeded from torch's RNG
+    loader = TensorLoader(data.to(trainer.device), batch_size=batch)  # permutations seeded from torch's RNG
     return trainer, loader, ema
 
 
@@ -143,7 +144,7 @@ def main(jobs_file: str) -> None:
     for job in jobs:
         torch.set_num_threads(job["threads"])  # as in the test process: the same kernels, the same bits
         data = tiny_data() if job["data"] is None else torch.load(job["data"], weights_only=True)
-        trainer, loader, ema = build(job["kind"], data)
+        trainer, loader, ema = build(job["kind"], data, job.get("device", "cpu"))
         trainer.load_checkpoint(job["ckpt"])
         record: list[torch.Tensor] = []
         fit_recording(trainer, loader, job["epochs"], job["max_steps"], record)
