@@ -23,8 +23,8 @@ __all__ = ["format_table", "main"]
 # name, label, which way is better
 _ROWS = (
     ("fd", "Fréchet distance (FD)", "lower"),
-    ("kid_mean", "KID mean (x1e3)", "lower"),
-    ("kid_std", "KID std over subsets (x1e3)", "-"),
+    ("kid_mean", "KID mean", "lower"),
+    ("kid_std", "KID std over subsets", "-"),
     ("classifier_score", "classifier score (max 10)", "higher"),
     ("coverage_kl", "class KL to test set (nats)", "lower"),
     ("classes_at_1pct", "classes with >= 1% of samples", "higher"),
@@ -37,8 +37,7 @@ def format_table(result: dict[str, float]) -> str:
     """The metrics of ``evaluate_mnist`` as a text table: samples, real-data floor, which way is better."""
     lines = [f"{'metric':<31} {'samples':>10} {'real data':>10}  better", "-" * 62]
     for key, label, better in _ROWS:
-        scale = 1e3 if key.startswith("kid") else 1.0
-        lines.append(f"{label:<31} {result[key] * scale:>10.4g} {result['real_' + key] * scale:>10.4g}  {better}")
+        lines.append(f"{label:<31} {result[key]:>10.4g} {result['real_' + key]:>10.4g}  {better}")
     return "\n".join(lines)
 
 
