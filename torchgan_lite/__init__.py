@@ -6,7 +6,7 @@
 - :mod:`torchgan_lite.data`: MNIST as one device-resident tensor, and :class:`TensorLoader`.
 """
 
-from . import callbacks, data, losses, models, reporting
+from . import callbacks, conditional, data, dcgan, ema, losses, models, reporting
 from .data import TensorLoader
 from .events import Event, RemovableHandle
 from .state import EpochStats, NonFiniteLossError, StepResult, TrainerState
@@ -26,7 +26,10 @@ __all__ = [
     "TrainerState",
     "__version__",
     "callbacks",
+    "conditional",
     "data",
+    "dcgan",
+    "ema",
     "losses",
     "models",
     "reporting",
