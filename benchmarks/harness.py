@@ -236,9 +236,18 @@ class _TrainerFit:
 
 
 def step_runner(variant: Variant, device: str, batches: list[torch.Tensor]) -> Runner:
-    """Training steps on device-resident batches: no data loading."""
+    """Training steps on device-resident batches: no data loading.
+
+    A captured variant (``capture=...``) replays its graph only inside ``fit`` over a
+    ``TensorLoader``, so it runs ``fit`` over the same batches stacked into one tensor.
+    """
     if variant.is_baseline:
         return _ReferenceSteps(ReferenceLoop.create(device), batches, device)
+    assert variant.trainer_kwargs is not None
+    if variant.trainer_kwargs.get("capture"):
+        images = torch.cat(batches)  # (count * batch, 1, 28, 28)
+        return _TrainerFit(make_trainer(variant, device), TensorLoader(images, batch_size=batches[0].shape[0]),
+                           device)
     return _TrainerSteps(make_trainer(variant, device), batches, device)
 
 

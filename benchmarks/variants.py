@@ -106,6 +106,11 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("fast+fused_d+mask", {"fast": True, "fused_d_forward": True}, d_kwargs={"mask_dropout": True}),
     Variant("fast+fused_d+mask+bf16", {"fast": True, "fused_d_forward": True, "amp": "bf16"},
             d_kwargs={"mask_dropout": True}, needs_bf16=True),
+    # The whole step as one CUDA graph (torchgan_lite.graphed), fp32 and bf16.
+    Variant("graph", {"capture": "cuda_graph"}, devices=("cuda",)),
+    Variant("graph+bf16", {"capture": "cuda_graph", "amp": "bf16"}, devices=("cuda",), needs_bf16=True),
+    Variant("graph+fused_d+mask+bf16", {"capture": "cuda_graph", "fused_d_forward": True, "amp": "bf16"},
+            d_kwargs={"mask_dropout": True}, devices=("cuda",), needs_bf16=True),
 )
 
 

@@ -51,12 +51,13 @@ class _SkipStep(Exception):
     """Raised inside a step when a NONFINITE handler asked to skip it."""
 
 
-def _default_adam(params: Iterable[nn.Parameter], fast: bool) -> torch.optim.Adam:
+def _default_adam(params: Iterable[nn.Parameter], fast: bool, capturable: bool = False) -> torch.optim.Adam:
     # The recipe: Adam(lr=2e-4), PyTorch's default betas (0.9, 0.999). fast: one
     # fused kernel per parameter group instead of a Python loop over tensors; the
-    # same update up to float round-off.
+    # same update up to float round-off. capturable: its step count lives on the
+    # device, so a CUDA graph can replay it.
     if fast:
-        return torch.optim.Adam(params, lr=2e-4, fused=True)
+        return torch.optim.Adam(params, lr=2e-4, fused=True, capturable=capturable)
     return torch.optim.Adam(params, lr=2e-4, foreach=False)
 
 
@@ -119,6 +120,11 @@ class GANTrainer:
             gradient sets, larger matmuls. The same math for a discriminator that treats
             samples independently (dropout masks are drawn in another order); NOT for one
             with batch statistics (BatchNorm, minibatch-std), hence off by default.
+        capture: None (eager) or ``"cuda_graph"``: record the whole step once and replay
+            it (see :mod:`torchgan_lite.graphed`); falls back to eager, with a warning
+            saying why, where capture cannot work (e.g. on a CPU).
+        compile: ``torch.compile`` both networks' forward passes (``nn.Module.compile``);
+            the first steps are slow while it compiles.
         distributed: None: data-parallel when a process group is initialised or the
             torchrun environment says ``WORLD_SIZE`` > 1 (see :mod:`torchgan_lite.distributed`);
             False: never.
@@ -146,6 +152,8 @@ class GANTrainer:
         check_finite: bool | int | str = "auto",
         fused_d_forward: bool = False,
         distributed: bool | None = None,
+        capture: str | None = None,
+        compile: bool = False,
     ) -> None:
         if not isinstance(generator, nn.Module):
             raise TypeError(f"generator must be a torch.nn.Module, got {type(generator).__name__}")
@@ -170,6 +178,10 @@ class GANTrainer:
         for flag_name, flag in (("fast", fast), ("fused_d_forward", fused_d_forward)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{flag_name} must be a bool, got {flag!r}")
+        if capture not in (None, "cuda_graph"):
+            raise ValueError(f"capture must be None or 'cuda_graph', got {capture!r}")
+        if not isinstance(compile, bool):
+            raise TypeError(f"compile must be a bool, got {compile!r}")
         if distributed is not None and not isinstance(distributed, bool):
             raise TypeError(f"distributed must be a bool or None, got {distributed!r}")
         if not (isinstance(check_finite, bool) or check_finite == "auto"):
@@ -218,10 +230,16 @@ class GANTrainer:
         for name, module in (("generator", generator), ("discriminator", discriminator)):
             if not any(p.requires_grad for p in module.parameters()):
                 raise ValueError(f"{name} has no trainable parameters: there is nothing to train")
-        self.g_optimizer = g_optimizer if g_optimizer is not None else _default_adam(generator.parameters(), fast)
-        self.d_optimizer = d_optimizer if d_optimizer is not None else _default_adam(discriminator.parameters(), fast)
+        capturable = capture is not None and self.device.type == "cuda"
+        self.g_optimizer = g_optimizer if g_optimizer is not None else \
+            _default_adam(generator.parameters(), fast, capturable)
+        self.d_optimizer = d_optimizer if d_optimizer is not None else \
+            _default_adam(discriminator.parameters(), fast, capturable)
         self._check_optimizer("g_optimizer", self.g_optimizer, generator, "generator")
         self._check_optimizer("d_optimizer", self.d_optimizer, discriminator, "discriminator")
+        if compile:
+            self.generator.compile()
+            self.discriminator.compile()
         first = next(iter(generator.parameters()), None)
         self.param_dtype = first.dtype if first is not None else torch.float32
         self.sample_shape = self._probe_shapes()
@@ -240,6 +258,17 @@ class GANTrainer:
         self._first_bad_step = torch.full((), -1, dtype=torch.int64, device=self.device)
         self._epoch_t0 = time.perf_counter()
         self._epoch_step0 = 0
+        self._autocast_cache = True
+        self.capture = capture
+        self._graph_step: Any = None  # a graphed.CudaGraphStep once captured
+        if capture is not None:
+            from .graphed import capture_unsupported_reason
+
+            reason = capture_unsupported_reason(self)
+            if reason is not None:
+                warnings.warn(f"capture={capture!r} is not available, so the eager step runs: {reason}",
+                              stacklevel=2)
+                self.capture = None
         self._data: Any = None  # the iterable of the running/last fit, for its checkpoint state
         self._pending_loader_state: dict[str, Any] | None = None
         self._extra_state: dict[str, Any] = {}
@@ -393,7 +422,7 @@ class GANTrainer:
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.amp is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=self._autocast_cache)
 
     def noise(self, n: int) -> torch.Tensor:
         """``n`` noise vectors ``(n, latent_dim)`` ~ N(0, I) on the device, from torch's global RNG."""
@@ -534,7 +563,7 @@ class GANTrainer:
         self.in_step = False
         if isinstance(self.check_finite, int) and not isinstance(self.check_finite, bool):
             bad = ~(torch.isfinite(d_loss) & torch.isfinite(g_loss))
-            self._first_bad_step = torch.where(bad & (self._first_bad_step < 0), st.step, self._first_bad_step)
+            self._first_bad_step.copy_(torch.where(bad & (self._first_bad_step < 0), st.step, self._first_bad_step))
             if st.step % self.check_finite == 0:
                 self.raise_if_nonfinite()
         return result
@@ -601,9 +630,13 @@ class GANTrainer:
             return self._terminate or (max_steps is not None and st.step >= max_steps)
 
         try:
+            graph_step = self._graph_step_for(data)
             with self._ctrl_c_finishes_the_step():
                 self.fire(Event.FIT_START)
-                self._loop(data, epochs, steps_per_epoch, limit_reached)
+                if graph_step is not None:
+                    self._loop_graphed(graph_step, epochs, limit_reached)
+                else:
+                    self._loop(data, epochs, steps_per_epoch, limit_reached)
             if self._interrupted:  # Ctrl-C, deferred to this step boundary
                 raise KeyboardInterrupt(f"interrupted at step {st.step}")
             if isinstance(self.check_finite, int) and not isinstance(self.check_finite, bool):
@@ -664,6 +697,50 @@ class GANTrainer:
                 raise ValueError("data yielded no batches this epoch: an empty dataset, or an iterator "
                                  "that cannot be iterated twice (pass a re-iterable such as a TensorLoader)")
             if exhausted or (steps_per_epoch is not None and st.epoch_step >= steps_per_epoch):
+                self._end_epoch()
+
+    def _graph_step_for(self, data: Any) -> Any:
+        """The CUDA-graph step for ``data``, or None for the eager loop (with a warning saying why)."""
+        if self.capture is None:
+            return None
+        from .data import TensorLoader
+        from .graphed import CudaGraphStep
+
+        if not isinstance(data, TensorLoader) or data.device != self.device or data.world_size != 1:
+            warnings.warn("capture='cuda_graph' needs a TensorLoader whose tensors are on the training device; "
+                          "this fit runs the eager step", stacklevel=3)
+            return None
+        if self._graph_step is None or not self._graph_step.matches(data):
+            self._graph_step = CudaGraphStep(self, data)
+        self._graph_step.loader = data
+        return self._graph_step
+
+    def _loop_graphed(self, graph_step: Any, epochs: int, limit_reached: Callable[[], bool]) -> None:
+        """:meth:`_loop` with the graphed step: the loader's order is gathered on the device."""
+        st = self.state
+        steps_per_epoch = len(graph_step.loader)
+        every = self.check_finite if not isinstance(self.check_finite, bool) else 0
+        while st.epoch < epochs and not limit_reached():
+            if st.epoch_step >= steps_per_epoch:
+                self._end_epoch()
+                continue
+            self._epoch_t0, self._epoch_step0 = time.perf_counter(), st.step
+            if st.epoch_step == 0:
+                self.fire(Event.EPOCH_START)
+            graph_step.start_epoch()
+            while True:
+                self.fire(Event.STEP_START)
+                self.in_step = True
+                st.last = graph_step.step()
+                st.step += 1
+                st.epoch_step += 1
+                self.in_step = False
+                if every and st.step % every == 0:
+                    self.raise_if_nonfinite()
+                self.fire(Event.STEP_END)
+                if limit_reached() or st.epoch_step >= steps_per_epoch:
+                    break
+            if st.epoch_step >= steps_per_epoch:
                 self._end_epoch()
 
     def _end_epoch(self) -> None:
@@ -750,6 +827,7 @@ class GANTrainer:
         from .checkpoint import load_trainer_state
 
         load_trainer_state(self, ckpt, source)
+        self._graph_step = None  # the optimizers' state tensors were replaced: capture again
 
     def save_checkpoint(self, path: str | Path, keep_last: int | None = None) -> Path:
         """Write :meth:`state_dict` atomically to ``path`` (on the main process only).
