@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--capture", choices=("none", "cuda_graph"), default="none")
     p.add_argument("--amp", choices=("none", "bf16"), default="none")
+    p.add_argument("--compile", action="store_true", help="torch.compile both networks (GANTrainer(compile=True))")
     p.add_argument("--data-root", default=None)
     p.add_argument("--eval-n", type=int, default=10000, help="samples to score at the end (0: skip)")
     p.add_argument("--seed", type=int, default=0)
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     seed_everything(args.seed)
     trainer = GANTrainer(models.mlp_generator(), models.mlp_discriminator(), losses.NonSaturatingLoss(),
                          device=args.device, seed=args.seed, capture=None if args.capture == "none" else args.capture,
-                         amp=None if args.amp == "none" else args.amp)
+                         amp=None if args.amp == "none" else args.amp, compile=args.compile)
     images = data.mnist(args.data_root, device=trainer.device)  # (60000, 1, 28, 28) in [-1, 1]
     loader = TensorLoader(images, batch_size=128)
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "device": torch.cuda.get_device_name() if trainer.device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__, "torchgan_lite": torchgan_lite.__version__,
-        "mode": {"capture": args.capture, "amp": args.amp},
+        "mode": {"capture": args.capture, "amp": args.amp, "compile": args.compile},
         "epochs": st.epoch, "steps": st.step, "fit_wall_s": wall, "steps_per_s": st.step / wall,
         "last_epoch": {k: getattr(st.history[-1], k) for k in ("d_loss", "g_loss", "d_real", "d_fake")},
     }
