@@ -22,7 +22,6 @@ import contextlib
 import csv
 import dataclasses
 import json
-import math
 import os
 import platform
 import sys
@@ -332,9 +331,9 @@ class HistoryCSV:
 
     Columns: :data:`HISTORY_COLUMNS`, then one per key of ``trainer.state.metrics``. A
     metric cell holds the value measured at that epoch, and is empty at epochs where
-    the metric was not measured (a value that did not change since the previous
-    epoch end counts as not measured). Attach it *after* the callback that fills
-    ``state.metrics``, so it sees that epoch's values.
+    the metric was not measured (the trainer empties ``state.metrics`` when an epoch
+    starts). Attach it *after* the callback that fills ``state.metrics``, so it sees
+    that epoch's values.
 
     Which epoch measured what is kept in the checkpoint (``trainer.register_state``
     under ``"history_csv"``), so the CSV is whole after a resume; attach it before
@@ -349,7 +348,6 @@ class HistoryCSV:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = _check_path("path", path)
         self.metrics_by_epoch: dict[int, dict[str, float]] = {}
-        self._last_seen: dict[str, float] = {}
 
     def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:
         trainer.register_state(self.state_name, self)
@@ -358,11 +356,9 @@ class HistoryCSV:
                 trainer.add_callback(Event.EXCEPTION, self.write)]
 
     def _epoch_end(self, trainer: GANTrainer) -> None:
-        now = {k: float(v) for k, v in trainer.state.metrics.items()}
-        fresh = {k: v for k, v in now.items() if k not in self._last_seen or not _same_float(self._last_seen[k], v)}
-        if fresh:
-            self.metrics_by_epoch[trainer.state.epoch] = fresh
-        self._last_seen = now
+        measured = {k: float(v) for k, v in trainer.state.metrics.items()}
+        if measured:
+            self.metrics_by_epoch[trainer.state.epoch] = measured
         self.write(trainer)
 
     def write(self, trainer: GANTrainer) -> Path | None:
@@ -372,17 +368,12 @@ class HistoryCSV:
         return write_history_csv(trainer.state.history, self.path, self.metrics_by_epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"metrics_by_epoch": {int(e): dict(v) for e, v in self.metrics_by_epoch.items()},
-                "last_seen": dict(self._last_seen)}
+        return {"metrics_by_epoch": {int(e): dict(v) for e, v in self.metrics_by_epoch.items()}}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.metrics_by_epoch = {int(e): {k: float(x) for k, x in v.items()}
                                  for e, v in state.get("metrics_by_epoch", {}).items()}
-        self._last_seen = {k: float(x) for k, x in state.get("last_seen", {}).items()}
 
-
-def _same_float(a: float, b: float) -> bool:
-    return a == b or (math.isnan(a) and math.isnan(b))
 
 
 class LossPlot:

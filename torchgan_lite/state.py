@@ -66,7 +66,9 @@ class TrainerState:
         max_steps: The ``max_steps`` total of the running ``fit`` (None: no limit).
         last: The last :class:`StepResult`, or None before the first step.
         history: One :class:`EpochStats` per completed epoch (the per-epoch mean losses).
-        metrics: Free-form floats that callbacks record (e.g. evaluation figures).
+        metrics: Floats that callbacks measured at the latest epoch end (e.g. evaluation
+            figures); emptied when the next epoch starts, so an epoch that measured nothing
+            shows nothing.
         exception: The exception that ended ``fit``, while EXCEPTION handlers run.
         skipped_steps: Steps skipped by a NONFINITE handler (``GANTrainer.skip_step``).
         nonfinite: While NONFINITE handlers run: ``{"step": int, "which": "discriminator" |

@@ -683,6 +683,7 @@ class GANTrainer:
                 continue
             self._epoch_t0, self._epoch_step0 = time.perf_counter(), st.step
             if st.epoch_step == 0:  # not when continuing an epoch interrupted earlier
+                st.metrics.clear()  # metrics hold what was measured at the latest epoch end only
                 self.fire(Event.EPOCH_START)
             steps_before = st.step
             exhausted = True
@@ -726,6 +727,7 @@ class GANTrainer:
                 continue
             self._epoch_t0, self._epoch_step0 = time.perf_counter(), st.step
             if st.epoch_step == 0:
+                st.metrics.clear()
                 self.fire(Event.EPOCH_START)
             graph_step.start_epoch()
             while True:
