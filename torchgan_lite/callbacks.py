@@ -14,19 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from .events import Event, RemovableHandle
+from .utils import check_int
 
 if TYPE_CHECKING:
     from .trainer import GANTrainer
 
 __all__ = ["EpochLogger", "ModelCheckpoint", "ProgressBar"]
 
-
-def _check_every(every: object) -> int:
-    if isinstance(every, bool) or not isinstance(every, int):
-        raise TypeError(f"every must be an int, got {every!r}")
-    if every < 1:
-        raise ValueError(f"every must be >= 1, got {every}")
-    return every
 
 
 class ProgressBar:
@@ -40,7 +34,7 @@ class ProgressBar:
     """
 
     def __init__(self, refresh_every: int = 20, file: TextIO | None = None, disable: bool = False) -> None:
-        self.refresh_every = _check_every(refresh_every)
+        self.refresh_every = check_int("refresh_every", refresh_every)
         self.file = file
         self.disable = disable
         self._bar: Any = None
@@ -87,7 +81,7 @@ class EpochLogger:
     """Prints one summary line per completed epoch (mean losses, D outputs, speed); rank 0 only."""
 
     def __init__(self, every: int = 1, file: TextIO | None = None) -> None:
-        self.every = _check_every(every)
+        self.every = check_int("every", every)
         self.file = file
 
     def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:
@@ -122,7 +116,7 @@ class ModelCheckpoint:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
         self.path = Path(path)
-        self.every = _check_every(every)
+        self.every = check_int("every", every)
         self.keep_last = keep_last
         self.on_interrupt = on_interrupt
         self.last_saved_step: int | None = None

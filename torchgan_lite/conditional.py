@@ -29,7 +29,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from .models import _check_positive_int, _check_sizes, _check_slope
+from .models import _check_sizes, _check_slope
+from .utils import check_int
 
 __all__ = [
     "ConditionalMLPDiscriminator",
@@ -151,11 +152,11 @@ def conditional_mlp_generator(
         A module ``G(z, y)``: ``(B, latent_dim)`` noise and int64 labels ``(B,)`` to
         ``(B, *out_shape)`` in [-1, 1]; it carries ``num_classes``, ``latent_dim`` and ``out_shape``.
     """
-    num_classes = _check_positive_int("num_classes", num_classes)
-    embed = num_classes if embed_dim is None else _check_positive_int("embed_dim", embed_dim)
+    num_classes = check_int("num_classes", num_classes)
+    embed = num_classes if embed_dim is None else check_int("embed_dim", embed_dim)
     return ConditionalMLPGenerator(
         num_classes,
-        _check_positive_int("latent_dim", latent_dim),
+        check_int("latent_dim", latent_dim),
         _check_sizes("hidden", hidden, allow_empty=True),
         _check_sizes("out_shape", out_shape, allow_empty=False),
         embed,
@@ -189,7 +190,7 @@ def conditional_mlp_discriminator(
         A module ``D(x, y)``: ``(B, *in_shape)`` images and int64 labels ``(B,)`` to logits
         ``(B,)``; it carries ``num_classes``.
     """
-    num_classes = _check_positive_int("num_classes", num_classes)
+    num_classes = check_int("num_classes", num_classes)
     hidden_t = _check_sizes("hidden", hidden, allow_empty=True)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
@@ -200,7 +201,7 @@ def conditional_mlp_discriminator(
                          "has the width of the last hidden layer")
     if projection and not hidden_t:
         raise ValueError("hidden must not be empty with projection=True: the projection needs features")
-    embed = num_classes if embed_dim is None else _check_positive_int("embed_dim", embed_dim)
+    embed = num_classes if embed_dim is None else check_int("embed_dim", embed_dim)
     return ConditionalMLPDiscriminator(
         num_classes,
         _check_sizes("in_shape", in_shape, allow_empty=False),
@@ -246,8 +247,8 @@ def conditional_mlp_generator_from_state(state: Mapping[str, torch.Tensor], late
 
 def digit_grid_labels(num_classes: int = 10, per_class: int = 10, device: torch.device | str = "cpu") -> torch.Tensor:
     """Labels ``(num_classes * per_class,)`` for a grid with one row per class: ``0 0 ... 1 1 ...``."""
-    _check_positive_int("num_classes", num_classes)
-    _check_positive_int("per_class", per_class)
+    check_int("num_classes", num_classes)
+    check_int("per_class", per_class)
     return torch.arange(num_classes, device=device).repeat_interleave(per_class)  # (C * P,)
 
 
@@ -276,9 +277,9 @@ def class_accuracy(
         ``{"accuracy": overall fraction, "min_class_accuracy": the worst class's,
         "accuracy_<c>": each class's}``.
     """
-    _check_positive_int("num_classes", num_classes)
-    _check_positive_int("per_class", per_class)
-    _check_positive_int("batch_size", batch_size)
+    check_int("num_classes", num_classes)
+    check_int("per_class", per_class)
+    check_int("batch_size", batch_size)
     labels = digit_grid_labels(num_classes, per_class)  # (C * P,) on the CPU
     correct = torch.zeros(num_classes, dtype=torch.int64)
     for chunk in labels.split(batch_size):

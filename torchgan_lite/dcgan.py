@@ -34,7 +34,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from .conditional import check_labels
-from .models import _check_positive_int, _check_slope
+from .models import _check_slope
+from .utils import check_int
 
 __all__ = [
     "IMAGE_SIZES",
@@ -55,8 +56,8 @@ _NORMS = ("batch", "spectral", None)
 def _check_common(image_size: object, channels: object, base_width: object, norm: object) -> None:
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size not in IMAGE_SIZES:
         raise ValueError(f"image_size must be one of {sorted(IMAGE_SIZES)}, got {image_size!r}")
-    _check_positive_int("channels", channels)
-    _check_positive_int("base_width", base_width)
+    check_int("channels", channels)
+    check_int("base_width", base_width)
     if norm not in _NORMS:
         raise ValueError(f"norm must be 'batch', 'spectral' or None, got {norm!r}")
 
@@ -199,12 +200,12 @@ def dcgan_generator(
         [-1, 1]; it carries ``latent_dim``, ``num_classes`` and ``out_shape``.
     """
     _check_common(image_size, channels, base_width, norm)
-    latent_dim = _check_positive_int("latent_dim", latent_dim)
+    latent_dim = check_int("latent_dim", latent_dim)
     if num_classes is not None:
-        num_classes = _check_positive_int("num_classes", num_classes)
+        num_classes = check_int("num_classes", num_classes)
     elif embed_dim is not None:
         raise ValueError(f"embed_dim={embed_dim} needs num_classes (a conditional generator)")
-    embed = (num_classes or 0) if embed_dim is None else _check_positive_int("embed_dim", embed_dim)
+    embed = (num_classes or 0) if embed_dim is None else check_int("embed_dim", embed_dim)
     return DCGANGenerator(latent_dim, image_size, channels, base_width, norm, num_classes, embed)
 
 
@@ -232,7 +233,7 @@ def dcgan_discriminator(
     """
     _check_common(image_size, channels, base_width, norm)
     if num_classes is not None:
-        num_classes = _check_positive_int("num_classes", num_classes)
+        num_classes = check_int("num_classes", num_classes)
     return DCGANDiscriminator(image_size, channels, base_width, norm, _check_slope(negative_slope), num_classes)
 
 

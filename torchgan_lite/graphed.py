@@ -24,17 +24,21 @@ processes, the ``fast=False`` path, data that is not a device-resident
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .events import Event
 from .state import StepResult
 
 if TYPE_CHECKING:
     from .data import TensorLoader
     from .trainer import GANTrainer
 
-__all__ = ["WARMUP_STEPS", "CudaGraphStep", "capture_unsupported_reason"]
+__all__ = ["WARMUP_STEPS", "CudaGraphStep", "capture_unsupported_reason", "graph_step_for", "run_graphed_loop"]
 
 #: Eager steps before capture: lets cuBLAS, the allocator and Adam's state settle (PyTorch's docs use 3).
 WARMUP_STEPS = 3
@@ -153,3 +157,48 @@ class CudaGraphStep:
         finally:
             t._autocast_cache = True
         self.graph = graph
+
+
+def graph_step_for(trainer: GANTrainer, data: Any) -> Any:
+    """The CUDA-graph step for ``data``, or None for the eager loop (with a warning saying why)."""
+    from .data import TensorLoader
+    from .graphed import CudaGraphStep
+
+    if not isinstance(data, TensorLoader) or data.device != trainer.device or data.world_size != 1:
+        warnings.warn("capture='cuda_graph' needs a TensorLoader whose tensors are on the training device; "
+                      "this fit runs the eager step", stacklevel=3)
+        return None
+    if trainer._graph_step is None or not trainer._graph_step.matches(data):
+        trainer._graph_step = CudaGraphStep(trainer, data)
+    trainer._graph_step.loader = data
+    return trainer._graph_step
+
+
+def run_graphed_loop(trainer: GANTrainer, graph_step: Any, epochs: int, limit_reached: Callable[[], bool]) -> None:
+    """The fit loop of ``GANTrainer._loop`` with the graphed step: the loader's order is gathered on the device."""
+    st = trainer.state
+    steps_per_epoch = len(graph_step.loader)
+    every = trainer.check_finite if not isinstance(trainer.check_finite, bool) else 0
+    while st.epoch < epochs and not limit_reached():
+        if st.epoch_step >= steps_per_epoch:
+            trainer._end_epoch()
+            continue
+        trainer._epoch_t0, trainer._epoch_step0 = time.perf_counter(), st.step
+        if st.epoch_step == 0:
+            st.metrics.clear()
+            trainer.fire(Event.EPOCH_START)
+        graph_step.start_epoch()
+        while True:
+            trainer.fire(Event.STEP_START)
+            trainer.in_step = True
+            st.last = graph_step.step()
+            st.step += 1
+            st.epoch_step += 1
+            trainer.in_step = False
+            if every and st.step % every == 0:
+                trainer.raise_if_nonfinite()
+            trainer.fire(Event.STEP_END)
+            if limit_reached() or st.epoch_step >= steps_per_epoch:
+                break
+        if st.epoch_step >= steps_per_epoch:
+            trainer._end_epoch()

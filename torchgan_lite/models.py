@@ -24,15 +24,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .utils import check_int
+
 __all__ = ["MLPDiscriminator", "MLPGenerator", "MaskDropout", "mlp_discriminator", "mlp_generator"]
 
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
 
 
 def _check_sizes(name: str, value: object, allow_empty: bool) -> tuple[int, ...]:
@@ -42,7 +37,7 @@ def _check_sizes(name: str, value: object, allow_empty: bool) -> tuple[int, ...]
     if not sizes and not allow_empty:
         raise ValueError(f"{name} must not be empty")
     for i, v in enumerate(sizes):
-        _check_positive_int(f"{name}[{i}]", v)
+        check_int(f"{name}[{i}]", v)
     return sizes
 
 
@@ -139,7 +134,7 @@ def mlp_generator(
         it carries ``latent_dim`` and ``out_shape`` attributes.
     """
     return MLPGenerator(
-        _check_positive_int("latent_dim", latent_dim),
+        check_int("latent_dim", latent_dim),
         _check_sizes("hidden", hidden, allow_empty=True),
         _check_sizes("out_shape", out_shape, allow_empty=False),
         _check_slope(negative_slope),

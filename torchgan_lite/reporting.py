@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import torch
 
 from .events import Event, RemovableHandle
+from .utils import check_int
 
 if TYPE_CHECKING:
     from .trainer import EpochStats, GANTrainer
@@ -63,13 +64,6 @@ def _check_path(name: str, value: object) -> Path:
         raise TypeError(f"{name} must be a str or os.PathLike, got {type(value).__name__}")
     return Path(value)
 
-
-def _check_every(every: object) -> int:
-    if isinstance(every, bool) or not isinstance(every, int):
-        raise TypeError(f"every must be an int, got {every!r}")
-    if every < 1:
-        raise ValueError(f"every must be >= 1, got {every}")
-    return every
 
 
 def _umask() -> int:
@@ -300,7 +294,7 @@ class SampleGrid:
             raise ValueError(f"z must be a noise tensor (n, latent_dim) with n >= 1, got "
                              f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
         self.z = z
-        self.every = _check_every(every)
+        self.every = check_int("every", every)
         self.nrow = nrow
         self.final = final
 
@@ -389,7 +383,7 @@ class LossPlot:
 
     def __init__(self, path: str | os.PathLike[str], every: int = 1, file: TextIO | None = None) -> None:
         self.path = _check_path("path", path)
-        self.every = _check_every(every)
+        self.every = check_int("every", every)
         self.file = file
         self.enabled = True
 

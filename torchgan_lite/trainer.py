@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import signal
 import threading
 import time
@@ -40,9 +39,11 @@ from torch import nn
 
 from . import distributed as dist_utils
 from .events import Event, EventHandlers, Handler, RemovableHandle
+from .graphed import graph_step_for, run_graphed_loop
 from .losses import GANLoss, Regularizer
 from .state import EpochStats, NonFiniteLossError, StepResult, TrainerState
-from .utils import resolve_device, seed_everything
+from .utils import check_int, resolve_device, seed_everything
+from .validation import check_batch, check_labels, check_optimizer, local_rank_device, probe_shapes
 
 __all__ = ["EpochStats", "GANTrainer", "NonFiniteLossError", "StepResult", "TrainerState"]
 
@@ -60,25 +61,6 @@ def _default_adam(params: Iterable[nn.Parameter], fast: bool, capturable: bool =
         return torch.optim.Adam(params, lr=2e-4, fused=True, capturable=capturable)
     return torch.optim.Adam(params, lr=2e-4, foreach=False)
 
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _local_rank_device(device: torch.device | str) -> torch.device | str:
-    """Under torchrun with several processes, ``"cuda"``/``"auto"`` mean this process's GPU, ``cuda:LOCAL_RANK``."""
-    local_rank = os.environ.get("LOCAL_RANK")
-    if local_rank is None or int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not torch.cuda.is_available():
-        return device
-    if device in ("cuda", "auto") or (isinstance(device, torch.device) and device.type == "cuda"
-                                      and device.index is None):
-        torch.cuda.set_device(int(local_rank))
-        return torch.device("cuda", int(local_rank))
-    return device
 
 
 class GANTrainer:
@@ -165,14 +147,14 @@ class GANTrainer:
             if not callable(getattr(loss, method, None)):
                 raise TypeError(f"loss must have a callable {method}(); got {type(loss).__name__} "
                                 "(see torchgan_lite.losses)")
-        _check_int("n_critic", n_critic, 1)
+        check_int("n_critic", n_critic, 1)
         if isinstance(regularizers, (str, bytes)) or not isinstance(regularizers, Sequence):
             raise TypeError(f"regularizers must be a sequence of callables, got {type(regularizers).__name__}")
         for i, reg in enumerate(regularizers):
             if not callable(reg):
                 raise TypeError(f"regularizers[{i}] must be callable as reg(D, real, fake), got {reg!r}")
         if seed is not None:
-            _check_int("seed", seed, 0)
+            check_int("seed", seed, 0)
         if amp not in (None, "bf16"):
             raise ValueError(f"amp must be None or 'bf16', got {amp!r}")
         for flag_name, flag in (("fast", fast), ("fused_d_forward", fused_d_forward)):
@@ -185,18 +167,18 @@ class GANTrainer:
         if distributed is not None and not isinstance(distributed, bool):
             raise TypeError(f"distributed must be a bool or None, got {distributed!r}")
         if not (isinstance(check_finite, bool) or check_finite == "auto"):
-            _check_int("check_finite", check_finite, 1)
+            check_int("check_finite", check_finite, 1)
         if latent_dim is None:
             latent_dim = getattr(generator, "latent_dim", None)
             if latent_dim is None:
                 raise ValueError("latent_dim is required: the generator has no latent_dim attribute, "
                                  "so pass GANTrainer(..., latent_dim=N)")
-        _check_int("latent_dim", latent_dim, 1)
+        check_int("latent_dim", latent_dim, 1)
         num_classes = getattr(generator, "num_classes", None)
         if num_classes is not None:
-            _check_int("generator.num_classes", num_classes, 1)
+            check_int("generator.num_classes", num_classes, 1)
 
-        self.device = resolve_device(_local_rank_device(device) if distributed is not False else device)
+        self.device = resolve_device(local_rank_device(device) if distributed is not False else device)
         if distributed is None or distributed:
             self.rank, self.world_size = dist_utils.init_from_env(self.device)
         else:
@@ -235,14 +217,14 @@ class GANTrainer:
             _default_adam(generator.parameters(), fast, capturable)
         self.d_optimizer = d_optimizer if d_optimizer is not None else \
             _default_adam(discriminator.parameters(), fast, capturable)
-        self._check_optimizer("g_optimizer", self.g_optimizer, generator, "generator")
-        self._check_optimizer("d_optimizer", self.d_optimizer, discriminator, "discriminator")
+        check_optimizer("g_optimizer", self.g_optimizer, generator, "generator")
+        check_optimizer("d_optimizer", self.d_optimizer, discriminator, "discriminator")
         if compile:
             self.generator.compile()
             self.discriminator.compile()
         first = next(iter(generator.parameters()), None)
         self.param_dtype = first.dtype if first is not None else torch.float32
-        self.sample_shape = self._probe_shapes()
+        self.sample_shape = probe_shapes(self)
 
         self.state = TrainerState()
         #: An averaged copy of the generator (set by ``torchgan_lite.ema.GeneratorEMA``); ``sample`` prefers it.
@@ -272,101 +254,6 @@ class GANTrainer:
         self._data: Any = None  # the iterable of the running/last fit, for its checkpoint state
         self._pending_loader_state: dict[str, Any] | None = None
         self._extra_state: dict[str, Any] = {}
-
-    # ------------------------------------------------------------------ validation
-
-    @staticmethod
-    def _check_optimizer(name: str, opt: object, module: nn.Module, module_name: str) -> None:
-        if not isinstance(opt, torch.optim.Optimizer):
-            raise TypeError(f"{name} must be a torch.optim.Optimizer, got {type(opt).__name__}")
-        owned = {id(p) for p in module.parameters()}
-        foreign = [p for g in opt.param_groups for p in g["params"] if id(p) not in owned]
-        if foreign:
-            raise ValueError(f"{name} updates {len(foreign)} tensor(s) that are not parameters of the "
-                             f"{module_name}: build it from {module_name}.parameters()")
-
-    def _probe_shapes(self) -> tuple[int, ...]:
-        """One tiny no-grad forward pass through G then D, in eval mode, to check they fit."""
-        g, d = self.generator, self.discriminator
-        g_mode, d_mode = g.training, d.training
-        g.eval()
-        d.eval()
-        try:
-            z = torch.zeros(2, self.latent_dim, device=self.device, dtype=self.param_dtype)  # (2, latent_dim)
-            y = None if self.num_classes is None else torch.zeros(2, dtype=torch.int64, device=self.device)
-            with torch.no_grad():
-                try:
-                    fake = self._gen(z, y)
-                except Exception as err:
-                    raise ValueError(f"latent_dim={self.latent_dim}: the generator rejected noise of shape "
-                                     f"(2, {self.latent_dim}): {type(err).__name__}: {err}") from err
-                if not isinstance(fake, torch.Tensor) or fake.dim() < 2 or fake.shape[0] != 2:
-                    raise ValueError(f"generator must return a (B, ...) tensor for noise (2, {self.latent_dim}), "
-                                     f"got {getattr(fake, 'shape', type(fake).__name__)}")
-                try:
-                    logits = self._disc(fake, y)
-                except Exception as err:
-                    raise ValueError(f"the discriminator rejected the generator's output of shape "
-                                     f"{tuple(fake.shape)}: {type(err).__name__}: {err}") from err
-                if not isinstance(logits, torch.Tensor) or tuple(logits.shape) not in ((2,), (2, 1)):
-                    raise ValueError("discriminator must return one logit per sample, shape (B,) or (B, 1); for "
-                                     f"a batch of 2 it returned {getattr(logits, 'shape', type(logits).__name__)}")
-        finally:
-            g.train(g_mode)
-            d.train(d_mode)
-        return tuple(fake.shape[1:])
-
-    def _check_batch(self, batch: object) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Validate one batch; returns ``(real, labels)`` on the device (labels None if unconditional)."""
-        labels = None
-        if isinstance(batch, (tuple, list)):
-            if not batch:
-                raise ValueError("batch is an empty tuple; expected a tensor or (images, labels)")
-            if self.num_classes is not None:
-                if len(batch) < 2:
-                    raise ValueError("a conditional generator needs (images, labels) batches, got a 1-tuple")
-                labels = batch[1]
-            batch = batch[0]  # (images, labels): an unconditional trainer uses the images
-        elif self.num_classes is not None:
-            raise TypeError(f"the generator is conditional (num_classes={self.num_classes}): batches must be "
-                            f"(images, labels), got a {type(batch).__name__}; use TensorLoader(images, labels)")
-        real = batch
-        if not isinstance(real, torch.Tensor):
-            raise TypeError(f"real must be a torch.Tensor batch (or an (images, ...) tuple), got {type(real).__name__}")
-        if real.layout != torch.strided:
-            raise TypeError(f"real must be a dense (strided) tensor, got layout {real.layout}; call .to_dense()")
-        if real.device.type == "meta":
-            raise ValueError("real is on the 'meta' device and holds no data")
-        if not real.is_floating_point():
-            raise TypeError(f"real must be a floating-point tensor in the generator's range (e.g. [-1, 1]), "
-                            f"got dtype {real.dtype}; convert integer images with x.float() / 127.5 - 1")
-        if real.dtype != self.param_dtype:
-            raise TypeError(f"real has dtype {real.dtype} but the models are {self.param_dtype}; "
-                            f"convert it with .to({self.param_dtype})")
-        if real.dim() < 2 or tuple(real.shape[1:]) != self.sample_shape:
-            raise ValueError(f"real has shape {tuple(real.shape)} but the generator makes samples of shape "
-                             f"(B, {', '.join(map(str, self.sample_shape))}): the data and the models must agree")
-        if real.shape[0] < 1:
-            raise ValueError("real is an empty batch (0 samples)")
-        if real.device != self.device:
-            real = real.to(self.device, non_blocking=True)
-        if labels is not None:
-            labels = self._check_labels(labels, real.shape[0])
-        return real, labels
-
-    def _check_labels(self, labels: object, n: int, name: str = "labels") -> torch.Tensor:
-        assert self.num_classes is not None
-        if not isinstance(labels, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(labels).__name__}")
-        if labels.dtype != torch.int64:
-            raise TypeError(f"{name} must be int64 class indices, got dtype {labels.dtype}")
-        if tuple(labels.shape) != (n,):
-            raise ValueError(f"{name} must have shape ({n},), one per sample, got {tuple(labels.shape)}")
-        if labels.device.type == "cpu":  # a free check on the host; on a GPU it would be a sync per step
-            lo, hi = int(labels.min()), int(labels.max())
-            if lo < 0 or hi >= self.num_classes:
-                raise ValueError(f"{name} must be in [0, {self.num_classes}), got values in [{lo}, {hi}]")
-        return labels.to(self.device, non_blocking=True)
 
     # ------------------------------------------------------------------ events
 
@@ -536,7 +423,7 @@ class GANTrainer:
         ``n_critic`` discriminator updates on this batch (fresh fakes each), then one
         generator update with fresh noise. Advances ``state.step``.
         """
-        real, labels = self._check_batch(batch)
+        real, labels = check_batch(self, batch)
         self.generator.train()
         self.discriminator.train()
         st = self.state
@@ -594,9 +481,9 @@ class GANTrainer:
         Returns:
             ``self.state``.
         """
-        _check_int("epochs", epochs, 1)
+        check_int("epochs", epochs, 1)
         if max_steps is not None:
-            _check_int("max_steps", max_steps, 1)
+            check_int("max_steps", max_steps, 1)
         if isinstance(data, torch.Tensor) or not isinstance(data, Iterable):
             raise TypeError(f"data must be an iterable of batches (e.g. TensorLoader(tensor)), "
                             f"got {type(data).__name__}")
@@ -630,11 +517,11 @@ class GANTrainer:
             return self._terminate or (max_steps is not None and st.step >= max_steps)
 
         try:
-            graph_step = self._graph_step_for(data)
+            graph_step = graph_step_for(self, data) if self.capture is not None else None
             with self._ctrl_c_finishes_the_step():
                 self.fire(Event.FIT_START)
                 if graph_step is not None:
-                    self._loop_graphed(graph_step, epochs, limit_reached)
+                    run_graphed_loop(self, graph_step, epochs, limit_reached)
                 else:
                     self._loop(data, epochs, steps_per_epoch, limit_reached)
             if self._interrupted:  # Ctrl-C, deferred to this step boundary
@@ -700,51 +587,6 @@ class GANTrainer:
             if exhausted or (steps_per_epoch is not None and st.epoch_step >= steps_per_epoch):
                 self._end_epoch()
 
-    def _graph_step_for(self, data: Any) -> Any:
-        """The CUDA-graph step for ``data``, or None for the eager loop (with a warning saying why)."""
-        if self.capture is None:
-            return None
-        from .data import TensorLoader
-        from .graphed import CudaGraphStep
-
-        if not isinstance(data, TensorLoader) or data.device != self.device or data.world_size != 1:
-            warnings.warn("capture='cuda_graph' needs a TensorLoader whose tensors are on the training device; "
-                          "this fit runs the eager step", stacklevel=3)
-            return None
-        if self._graph_step is None or not self._graph_step.matches(data):
-            self._graph_step = CudaGraphStep(self, data)
-        self._graph_step.loader = data
-        return self._graph_step
-
-    def _loop_graphed(self, graph_step: Any, epochs: int, limit_reached: Callable[[], bool]) -> None:
-        """:meth:`_loop` with the graphed step: the loader's order is gathered on the device."""
-        st = self.state
-        steps_per_epoch = len(graph_step.loader)
-        every = self.check_finite if not isinstance(self.check_finite, bool) else 0
-        while st.epoch < epochs and not limit_reached():
-            if st.epoch_step >= steps_per_epoch:
-                self._end_epoch()
-                continue
-            self._epoch_t0, self._epoch_step0 = time.perf_counter(), st.step
-            if st.epoch_step == 0:
-                st.metrics.clear()
-                self.fire(Event.EPOCH_START)
-            graph_step.start_epoch()
-            while True:
-                self.fire(Event.STEP_START)
-                self.in_step = True
-                st.last = graph_step.step()
-                st.step += 1
-                st.epoch_step += 1
-                self.in_step = False
-                if every and st.step % every == 0:
-                    self.raise_if_nonfinite()
-                self.fire(Event.STEP_END)
-                if limit_reached() or st.epoch_step >= steps_per_epoch:
-                    break
-            if st.epoch_step >= steps_per_epoch:
-                self._end_epoch()
-
     def _end_epoch(self) -> None:
         st = self.state
         sums = dist_utils.all_reduce_mean(self._epoch_sums, self.world_size)
@@ -775,7 +617,7 @@ class GANTrainer:
             labels: Conditional generators: int64 classes ``(n,)``; None draws them uniformly.
             use_ema: Sample from ``ema_generator`` when one is attached.
         """
-        _check_int("n", n, 1)
+        check_int("n", n, 1)
         if z is None:
             z = self.noise(n)
         else:
@@ -791,7 +633,7 @@ class GANTrainer:
         elif labels is None:
             labels = torch.randint(0, self.num_classes, (n,), device=self.device)
         else:
-            labels = self._check_labels(labels.cpu() if isinstance(labels, torch.Tensor) else labels, n)
+            labels = check_labels(self, labels.cpu() if isinstance(labels, torch.Tensor) else labels, n)
         g = self.ema_generator if (use_ema and self.ema_generator is not None) else self.generator
         mode = g.training
         g.eval()

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..data import mnist_with_labels
-from ..utils import resolve_device
+from ..utils import check_int, resolve_device
 from .classifier import CLASSIFIER_SHA256, extract, load_classifier
 from .frechet import feature_statistics, frechet_distance
 from .kid import kernel_distance
@@ -73,13 +73,6 @@ def _write_atomic(path: Path, write: Callable[[Any], None]) -> None:
         raise
 
 
-def _check_positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
 
 class MNISTEvaluator:
     """Scores MNIST samples against the test set; holds the reference statistics once loaded.
@@ -94,10 +87,10 @@ class MNISTEvaluator:
 
     def __init__(self, n: int = 10000, batch_size: int = 500, data_root: str | os.PathLike[str] | None = None,
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
-        self.n = _check_positive("n", n)
+        self.n = check_int("n", n)
         if n < _K + 1:
             raise ValueError(f"n must be at least {_K + 1} for k-NN precision/recall, got {n}")
-        self.batch_size = _check_positive("batch_size", batch_size)
+        self.batch_size = check_int("batch_size", batch_size)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {seed!r}")
         if data_root is not None and not isinstance(data_root, (str, os.PathLike)):

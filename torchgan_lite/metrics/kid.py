@@ -11,17 +11,11 @@ from typing import Any
 
 import torch
 
+from ..utils import check_int
 from .frechet import as_float64
 
 __all__ = ["kernel_distance", "mmd2_unbiased"]
 
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -62,9 +56,9 @@ def kernel_distance(feats_a: Any, feats_b: Any, subsets: int = 100, subset_size:
     a, b = as_float64("feats_a", feats_a, 2), as_float64("feats_b", feats_b, 2)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"feats_a has {a.shape[1]} features per row but feats_b has {b.shape[1]}: they must match")
-    _check_int("subsets", subsets, 1)
-    _check_int("subset_size", subset_size, 2)
-    _check_int("seed", seed, 0)
+    check_int("subsets", subsets, 1)
+    check_int("subset_size", subset_size, 2)
+    check_int("seed", seed, 0)
     if subset_size > min(a.shape[0], b.shape[0]):
         raise ValueError(f"subset_size={subset_size} is larger than the smaller feature set "
                          f"({min(a.shape[0], b.shape[0])} rows); pass subset_size <= {min(a.shape[0], b.shape[0])}")
