@@ -237,6 +237,7 @@ class GANTrainer:
         self.in_step = False
         # Per-epoch sums of (d_loss, g_loss, d_real, d_fake, steps counted) on the device: read once an epoch.
         self._epoch_sums = torch.zeros(5, device=self.device)
+        self._one = torch.ones((), device=self.device)  # counts steps in the sums; made once, not per step
         self._first_bad_step = torch.full((), -1, dtype=torch.int64, device=self.device)
         self._epoch_t0 = time.perf_counter()
         self._epoch_step0 = 0
@@ -442,8 +443,7 @@ class GANTrainer:
         result = StepResult(d_loss, g_loss, d_real, d_fake)
         if not self.fast:
             result.as_dict()  # the tutorial reads each loss on the host every step
-        one = torch.ones((), device=self.device)
-        self._epoch_sums += torch.stack([d_loss, g_loss, d_real, d_fake, one]).float()
+        self._epoch_sums += torch.stack([d_loss, g_loss, d_real, d_fake, self._one]).float()
         st.last = result
         st.step += 1
         st.epoch_step += 1
