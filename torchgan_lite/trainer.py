@@ -43,7 +43,14 @@ from .graphed import graph_step_for, run_graphed_loop
 from .losses import GANLoss, Regularizer
 from .state import EpochStats, NonFiniteLossError, StepResult, TrainerState
 from .utils import check_int, resolve_device, seed_everything
-from .validation import check_batch, check_labels, check_optimizer, local_rank_device, probe_shapes
+from .validation import (
+    check_batch,
+    check_labels,
+    check_optimizer,
+    check_trainer_arguments,
+    local_rank_device,
+    probe_shapes,
+)
 
 __all__ = ["EpochStats", "GANTrainer", "NonFiniteLossError", "StepResult", "TrainerState"]
 
@@ -137,47 +144,10 @@ class GANTrainer:
         capture: str | None = None,
         compile: bool = False,
     ) -> None:
-        if not isinstance(generator, nn.Module):
-            raise TypeError(f"generator must be a torch.nn.Module, got {type(generator).__name__}")
-        if not isinstance(discriminator, nn.Module):
-            raise TypeError(f"discriminator must be a torch.nn.Module, got {type(discriminator).__name__}")
-        if generator is discriminator:
-            raise ValueError("generator and discriminator must be two different modules")
-        for method in ("discriminator_loss", "generator_loss"):
-            if not callable(getattr(loss, method, None)):
-                raise TypeError(f"loss must have a callable {method}(); got {type(loss).__name__} "
-                                "(see torchgan_lite.losses)")
-        check_int("n_critic", n_critic, 1)
-        if isinstance(regularizers, (str, bytes)) or not isinstance(regularizers, Sequence):
-            raise TypeError(f"regularizers must be a sequence of callables, got {type(regularizers).__name__}")
-        for i, reg in enumerate(regularizers):
-            if not callable(reg):
-                raise TypeError(f"regularizers[{i}] must be callable as reg(D, real, fake), got {reg!r}")
-        if seed is not None:
-            check_int("seed", seed, 0)
-        if amp not in (None, "bf16"):
-            raise ValueError(f"amp must be None or 'bf16', got {amp!r}")
-        for flag_name, flag in (("fast", fast), ("fused_d_forward", fused_d_forward)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{flag_name} must be a bool, got {flag!r}")
-        if capture not in (None, "cuda_graph"):
-            raise ValueError(f"capture must be None or 'cuda_graph', got {capture!r}")
-        if not isinstance(compile, bool):
-            raise TypeError(f"compile must be a bool, got {compile!r}")
-        if distributed is not None and not isinstance(distributed, bool):
-            raise TypeError(f"distributed must be a bool or None, got {distributed!r}")
-        if not (isinstance(check_finite, bool) or check_finite == "auto"):
-            check_int("check_finite", check_finite, 1)
-        if latent_dim is None:
-            latent_dim = getattr(generator, "latent_dim", None)
-            if latent_dim is None:
-                raise ValueError("latent_dim is required: the generator has no latent_dim attribute, "
-                                 "so pass GANTrainer(..., latent_dim=N)")
-        check_int("latent_dim", latent_dim, 1)
-        num_classes = getattr(generator, "num_classes", None)
-        if num_classes is not None:
-            check_int("generator.num_classes", num_classes, 1)
-
+        latent_dim, num_classes = check_trainer_arguments(
+            generator, discriminator, loss, latent_dim=latent_dim, n_critic=n_critic, regularizers=regularizers,
+            seed=seed, amp=amp, fast=fast, check_finite=check_finite, fused_d_forward=fused_d_forward,
+            distributed=distributed, capture=capture, compile=compile)
         self.device = resolve_device(local_rank_device(device) if distributed is not False else device)
         if distributed is None or distributed:
             self.rank, self.world_size = dist_utils.init_from_env(self.device)

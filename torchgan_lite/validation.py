@@ -7,15 +7,25 @@ what was expected, before anything is trained or changed.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from .utils import check_int
+
 if TYPE_CHECKING:
     from .trainer import GANTrainer
 
-__all__ = ["check_batch", "check_labels", "check_optimizer", "local_rank_device", "probe_shapes"]
+__all__ = [
+    "check_batch",
+    "check_labels",
+    "check_optimizer",
+    "check_trainer_arguments",
+    "local_rank_device",
+    "probe_shapes",
+]
 
 
 def local_rank_device(device: torch.device | str) -> torch.device | str:
@@ -125,3 +135,58 @@ def check_labels(trainer: GANTrainer, labels: object, n: int, name: str = "label
         if lo < 0 or hi >= trainer.num_classes:
             raise ValueError(f"{name} must be in [0, {trainer.num_classes}), got values in [{lo}, {hi}]")
     return labels.to(trainer.device, non_blocking=True)
+
+
+def check_trainer_arguments(
+    generator: object, discriminator: object, loss: object, *, latent_dim: object, n_critic: object,
+    regularizers: object, seed: object, amp: object, fast: object, check_finite: object, fused_d_forward: object,
+    distributed: object, capture: object, compile: object,
+) -> tuple[int, int | None]:
+    """Check ``GANTrainer``'s arguments (before any is used).
+
+    Returns:
+        ``(latent_dim, num_classes)``: the noise size (from the generator's ``latent_dim``
+        attribute when the argument is None) and the generator's ``num_classes`` (None if
+        unconditional).
+    """
+    if not isinstance(generator, nn.Module):
+        raise TypeError(f"generator must be a torch.nn.Module, got {type(generator).__name__}")
+    if not isinstance(discriminator, nn.Module):
+        raise TypeError(f"discriminator must be a torch.nn.Module, got {type(discriminator).__name__}")
+    if generator is discriminator:
+        raise ValueError("generator and discriminator must be two different modules")
+    for method in ("discriminator_loss", "generator_loss"):
+        if not callable(getattr(loss, method, None)):
+            raise TypeError(f"loss must have a callable {method}(); got {type(loss).__name__} "
+                            "(see torchgan_lite.losses)")
+    check_int("n_critic", n_critic, 1)
+    if isinstance(regularizers, (str, bytes)) or not isinstance(regularizers, Sequence):
+        raise TypeError(f"regularizers must be a sequence of callables, got {type(regularizers).__name__}")
+    for i, reg in enumerate(regularizers):
+        if not callable(reg):
+            raise TypeError(f"regularizers[{i}] must be callable as reg(D, real, fake), got {reg!r}")
+    if seed is not None:
+        check_int("seed", seed, 0)
+    if amp not in (None, "bf16"):
+        raise ValueError(f"amp must be None or 'bf16', got {amp!r}")
+    for flag_name, flag in (("fast", fast), ("fused_d_forward", fused_d_forward)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{flag_name} must be a bool, got {flag!r}")
+    if capture not in (None, "cuda_graph"):
+        raise ValueError(f"capture must be None or 'cuda_graph', got {capture!r}")
+    if not isinstance(compile, bool):
+        raise TypeError(f"compile must be a bool, got {compile!r}")
+    if distributed is not None and not isinstance(distributed, bool):
+        raise TypeError(f"distributed must be a bool or None, got {distributed!r}")
+    if not (isinstance(check_finite, bool) or check_finite == "auto"):
+        check_int("check_finite", check_finite, 1)
+    if latent_dim is None:
+        latent_dim = getattr(generator, "latent_dim", None)
+        if latent_dim is None:
+            raise ValueError("latent_dim is required: the generator has no latent_dim attribute, "
+                             "so pass GANTrainer(..., latent_dim=N)")
+    check_int("latent_dim", latent_dim, 1)
+    num_classes = getattr(generator, "num_classes", None)
+    if num_classes is not None:
+        check_int("generator.num_classes", num_classes, 1)
+    return latent_dim, num_classes  # type: ignore[return-value]
