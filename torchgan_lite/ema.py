@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from .checkpoint import check_module_state
 from .events import Event, RemovableHandle
 
 if TYPE_CHECKING:
@@ -192,16 +193,7 @@ class GeneratorEMA:
         n = state.get("num_updates")
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"EMA state: num_updates must be an int >= 0, got {n!r}")
-        own = self.generator.state_dict()
         saved = state["generator"]
-        if own.keys() != saved.keys():
-            raise ValueError(f"EMA state: the saved generator's keys {sorted(saved)[:4]}... do not match "
-                             f"this generator's {sorted(own)[:4]}...")
-        for key, tensor in own.items():
-            other = saved[key]
-            if not isinstance(other, torch.Tensor) or other.shape != tensor.shape:
-                shape = tuple(other.shape) if isinstance(other, torch.Tensor) else type(other).__name__
-                raise ValueError(f"EMA state: generator.{key} has shape {shape} in the checkpoint but "
-                                 f"{tuple(tensor.shape)} here")
+        check_module_state("EMA state", "generator", self.generator, saved)
         self.generator.load_state_dict(saved)
         self.num_updates = n
