@@ -24,6 +24,7 @@ It prints, for the tutorial's loop (the baseline) and each library path:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -117,7 +118,11 @@ def step_functions(batch: int) -> dict[str, tuple[Callable[[], Any], list[torch.
             steps[v.name] = (lambda loop=loop: loop.step(real)), [loop.d_optimizer, loop.g_optimizer]
         else:
             # Count with the trainer's accelerator default: the loss checked every 100 steps
-            # (on a CPU it is checked every update, which costs nothing there).
+            # (on a CPU it is checked every update, which costs nothing there). And with
+            # nn.Linear/nn.Dropout: on a GPU the fast layers *are* F.linear/F.dropout, and
+            # FlopCounterMode counts only aten matmuls, not the CPU's oneDNN products.
+            nn_layers = {"fast_layers": False}
+            v = dataclasses.replace(v, d_kwargs={**v.d_kwargs, **nn_layers}, g_kwargs={**v.g_kwargs, **nn_layers})
             trainer = make_trainer(v, "cpu", check_finite=100)
             steps[v.name] = ((lambda trainer=trainer: trainer.train_step(real)),
                              [trainer.d_optimizer, trainer.g_optimizer])

@@ -98,21 +98,20 @@ BASELINE = "baseline"
 VARIANTS: tuple[Variant, ...] = (
     Variant(BASELINE, None),  # (a) the tutorial's loop, D step called
     Variant("plain", {"fast": False}),  # (b) the library's tutorial-literal path
-    Variant("fast", {"fast": True}),  # (c) the default fast path, fp32
+    Variant("fast", {"fast": True}),  # (c) the defaults: fast path, fast layers, fp32
     Variant("fast+bf16", {"fast": True, "amp": "bf16"}, needs_bf16=True),  # (c) bf16 autocast
-    # (c) one D call on cat([real, fake]); cheaper dropout masks; then both together.
+    # (c) the fast path with nn.Linear/nn.Dropout (fast_layers=False): what the layers add.
+    Variant("fast+nn_layers", {"fast": True}, d_kwargs={"fast_layers": False}, g_kwargs={"fast_layers": False},
+            end_to_end=False),
+    # (c) one D call on cat([real, fake]) (opt-in: it assumes D treats samples independently).
     Variant("fast+fused_d", {"fast": True, "fused_d_forward": True}, end_to_end=False),
-    Variant("fast+mask_dropout", {"fast": True}, d_kwargs={"mask_dropout": True}, end_to_end=False),
-    Variant("fast+fused_d+mask", {"fast": True, "fused_d_forward": True}, d_kwargs={"mask_dropout": True}),
-    Variant("fast+fused_d+mask+bf16", {"fast": True, "fused_d_forward": True, "amp": "bf16"},
-            d_kwargs={"mask_dropout": True}, needs_bf16=True),
+    Variant("fast+fused_d+bf16", {"fast": True, "fused_d_forward": True, "amp": "bf16"}, needs_bf16=True),
     # The whole step as one CUDA graph (torchgan_lite.graphed), fp32 and bf16.
     Variant("graph", {"capture": "cuda_graph"}, devices=("cuda",)),
     Variant("graph+bf16", {"capture": "cuda_graph", "amp": "bf16"}, devices=("cuda",), needs_bf16=True),
-    Variant("graph+fused_d+mask+bf16", {"capture": "cuda_graph", "fused_d_forward": True, "amp": "bf16"},
-            d_kwargs={"mask_dropout": True}, devices=("cuda",), needs_bf16=True),
+    Variant("graph+fused_d+bf16", {"capture": "cuda_graph", "fused_d_forward": True, "amp": "bf16"},
+            devices=("cuda",), needs_bf16=True),
 )
-
 
 
 def variant_by_name(name: str) -> Variant:

@@ -83,7 +83,8 @@ def build(kind: str, data: torch.Tensor, device: str = "cpu") -> tuple[GANTraine
 
     ``tiny``: 16-d noise, one hidden layer of 64, Dropout(0.3), batches of 8.
     ``wgan``: the same models with WGAN-GP (n_critic=2, GradientPenalty draws random numbers).
-    ``perf``: the opt-in fast paths: MaskDropout, one fused D call, LSGAN with an R1 penalty.
+    ``perf``: the fast layers (oneDNN ``Linear``, ``MaskDropout``), one fused D call, LSGAN with R1.
+    ``tiny`` and ``wgan`` build D from ``nn.Linear``/``nn.Dropout`` (``fast_layers=False``).
     ``mnist``: the reference recipe's networks and batches of 128.
     ``device``: where the models and the data live (the tests use "cpu", and "cuda" where there is one).
     """
@@ -96,7 +97,7 @@ def build(kind: str, data: torch.Tensor, device: str = "cpu") -> tuple[GANTraine
         batch = 128
     else:
         g = models.mlp_generator(latent_dim=16, hidden=(64,), out_shape=(1, 8, 8))
-        d = models.mlp_discriminator(in_shape=(1, 8, 8), hidden=(64,), dropout=0.3, mask_dropout=kind == "perf")
+        d = models.mlp_discriminator(in_shape=(1, 8, 8), hidden=(64,), dropout=0.3, fast_layers=kind == "perf")
         if kind == "perf":
             trainer = GANTrainer(g, d, losses.LeastSquaresLoss(), regularizers=[losses.R1Penalty(1.0)],
                                  fused_d_forward=True, seed=0, device=device)

@@ -86,11 +86,11 @@ def test_mlp_generator_arguments(data):
 @given(data=st.data())
 def test_mlp_discriminator_arguments(data):
     valid = {"in_shape": SHAPES, "hidden": SIZES, "dropout": st.floats(0, 0.99),
-             "negative_slope": st.floats(0, 1), "mask_dropout": st.booleans()}
+             "negative_slope": st.floats(0, 1), "fast_layers": st.booleans()}
     invalid = {"in_shape": BAD_SHAPES, "hidden": BAD_SIZES,
                "dropout": st.one_of(st.floats(1, 10), st.floats(-10, -0.01), BAD_FLOATS),
                "negative_slope": st.one_of(st.floats(-5, -0.01), BAD_FLOATS),
-               "mask_dropout": st.sampled_from(["no", 1, None])}
+               "fast_layers": st.sampled_from(["no", 1, None])}
     args, bad = _draw_args(data, valid, invalid)
     if bad:
         _check_raises_naming(lambda: models.mlp_discriminator(**args), bad)
@@ -366,13 +366,13 @@ def test_train_step_refuses_sparse_and_meta_batches(step_trainer, make):
         step_trainer.train_step(batch)
 
 
-@pytest.mark.parametrize("where", ["fast", "fused_d_forward", "distributed", "shuffle", "drop_last", "mask_dropout"])
+@pytest.mark.parametrize("where", ["fast", "fused_d_forward", "distributed", "shuffle", "drop_last", "fast_layers"])
 def test_bool_flags_refuse_non_bools(where):
     with pytest.raises(TypeError, match=where):
         if where in ("shuffle", "drop_last"):
             TensorLoader(torch.zeros(8, 1), batch_size=2, **{where: "no"})
-        elif where == "mask_dropout":
-            models.mlp_discriminator(in_shape=(1, 4, 4), hidden=(8,), mask_dropout="no")
+        elif where == "fast_layers":
+            models.mlp_discriminator(in_shape=(1, 4, 4), hidden=(8,), fast_layers="no")
         else:
             GANTrainer(_g(), _d(), losses.NonSaturatingLoss(), **{where: "no"})
 

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torchgan_lite import models
+from torchgan_lite import layers, models
 
 hidden_st = st.lists(st.integers(1, 24), min_size=0, max_size=3).map(tuple)
 shape_st = st.lists(st.integers(1, 6), min_size=1, max_size=3).map(tuple)
@@ -22,12 +22,14 @@ def test_reference_parameter_counts():
     assert sum(p.numel() for p in d.parameters()) == 1_460_225
 
 
-def test_reference_layer_order_matches_recipe():
-    g, d = models.mlp_generator(), models.mlp_discriminator()
-    g_kinds = [type(m).__name__ for m in g.net]
-    d_kinds = [type(m).__name__ for m in d.net]
-    assert g_kinds == ["Linear", "LeakyReLU"] * 3 + ["Linear", "Tanh"]
-    assert d_kinds == ["Linear", "LeakyReLU", "Dropout"] * 3 + ["Linear"]
+@pytest.mark.parametrize("fast_layers", [True, False])
+def test_reference_layer_order_matches_recipe(fast_layers):
+    g, d = models.mlp_generator(fast_layers=fast_layers), models.mlp_discriminator(fast_layers=fast_layers)
+    g_kinds = [type(m) for m in g.net]
+    d_kinds = [type(m) for m in d.net]
+    linear, drop = (layers.Linear, layers.MaskDropout) if fast_layers else (torch.nn.Linear, torch.nn.Dropout)
+    assert g_kinds == [linear, torch.nn.LeakyReLU] * 3 + [linear, torch.nn.Tanh]
+    assert d_kinds == [linear, torch.nn.LeakyReLU, drop] * 3 + [linear]
     assert [m.p for m in d.net if isinstance(m, torch.nn.Dropout)] == [0.3, 0.3, 0.3]
     assert all(m.negative_slope == 0.2 for m in list(g.net) + list(d.net) if isinstance(m, torch.nn.LeakyReLU))
 

@@ -29,8 +29,9 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from .layers import Linear, MaskDropout
 from .models import _check_sizes, _check_slope
-from .utils import check_int
+from .utils import check_bool, check_int
 
 __all__ = [
     "ConditionalMLPDiscriminator",
@@ -70,8 +71,9 @@ class ConditionalMLPGenerator(nn.Module):
     """Noise ``(B, latent_dim)`` and labels ``(B,)`` -> images ``(B, *out_shape)`` in [-1, 1]."""
 
     def __init__(self, num_classes: int, latent_dim: int, hidden: tuple[int, ...], out_shape: tuple[int, ...],
-                 embed_dim: int, negative_slope: float) -> None:
+                 embed_dim: int, negative_slope: float, fast_layers: bool = True) -> None:
         super().__init__()
+        linear = Linear if fast_layers else nn.Linear
         self.num_classes = num_classes
         self.latent_dim = latent_dim
         self.out_shape = out_shape
@@ -79,9 +81,9 @@ class ConditionalMLPGenerator(nn.Module):
         layers: list[nn.Module] = []
         width = latent_dim + embed_dim
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(negative_slope)]
+            layers += [linear(width, h), nn.LeakyReLU(negative_slope)]
             width = h
-        layers += [nn.Linear(width, math.prod(out_shape)), nn.Tanh()]
+        layers += [linear(width, math.prod(out_shape)), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -96,8 +98,9 @@ class ConditionalMLPDiscriminator(nn.Module):
     """Images ``(B, *in_shape)`` and labels ``(B,)`` -> logits ``(B,)``."""
 
     def __init__(self, num_classes: int, in_shape: tuple[int, ...], hidden: tuple[int, ...], dropout: float,
-                 negative_slope: float, projection: bool, embed_dim: int) -> None:
+                 negative_slope: float, projection: bool, embed_dim: int, fast_layers: bool = True) -> None:
         super().__init__()
+        linear = Linear if fast_layers else nn.Linear
         self.num_classes = num_classes
         self.in_shape = in_shape
         self.projection = projection
@@ -107,12 +110,12 @@ class ConditionalMLPDiscriminator(nn.Module):
             width += embed_dim
         layers: list[nn.Module] = []
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(negative_slope)]
+            layers += [linear(width, h), nn.LeakyReLU(negative_slope)]
             if dropout > 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(MaskDropout(dropout) if fast_layers else nn.Dropout(dropout))
             width = h
         self.trunk = nn.Sequential(*layers)
-        self.head = nn.Linear(width, 1)
+        self.head = linear(width, 1)
         if projection:
             # One feature-sized vector per class; the class term is <embed(y), h>.
             self.embed = nn.Embedding(num_classes, width)
@@ -137,6 +140,7 @@ def conditional_mlp_generator(
     out_shape: Sequence[int] = (1, 28, 28),
     embed_dim: int | None = None,
     negative_slope: float = 0.2,
+    fast_layers: bool = True,
 ) -> ConditionalMLPGenerator:
     """The reference MLP generator, conditioned on a class label.
 
@@ -147,6 +151,8 @@ def conditional_mlp_generator(
         out_shape: Shape of one generated sample.
         embed_dim: Size of the label embedding concatenated to the noise; None: ``num_classes``.
         negative_slope: LeakyReLU slope.
+        fast_layers: True: :mod:`torchgan_lite.layers`' ``Linear`` (faster on a CPU, same
+            function); False: ``nn.Linear``. As in :func:`~torchgan_lite.models.mlp_generator`.
 
     Returns:
         A module ``G(z, y)``: ``(B, latent_dim)`` noise and int64 labels ``(B,)`` to
@@ -161,6 +167,7 @@ def conditional_mlp_generator(
         _check_sizes("out_shape", out_shape, allow_empty=False),
         embed,
         _check_slope(negative_slope),
+        check_bool("fast_layers", fast_layers),
     )
 
 
@@ -172,6 +179,7 @@ def conditional_mlp_discriminator(
     negative_slope: float = 0.2,
     projection: bool = True,
     embed_dim: int | None = None,
+    fast_layers: bool = True,
 ) -> ConditionalMLPDiscriminator:
     """The reference MLP discriminator, conditioned on a class label.
 
@@ -185,6 +193,9 @@ def conditional_mlp_discriminator(
             last hidden features (``hidden`` must not be empty). False: a label embedding
             concatenated to the flattened input.
         embed_dim: ``projection=False`` only: size of that embedding; None: ``num_classes``.
+        fast_layers: True: :mod:`torchgan_lite.layers`' ``Linear`` and ``MaskDropout``
+            (faster on a CPU, same function, another dropout random stream); False:
+            ``nn.Linear`` and ``nn.Dropout``. As in :func:`~torchgan_lite.models.mlp_discriminator`.
 
     Returns:
         A module ``D(x, y)``: ``(B, *in_shape)`` images and int64 labels ``(B,)`` to logits
@@ -210,6 +221,7 @@ def conditional_mlp_discriminator(
         _check_slope(negative_slope),
         projection,
         embed,
+        check_bool("fast_layers", fast_layers),
     )
 
 

@@ -12,6 +12,12 @@ The discriminator returns a *logit* per sample, ``(B,)``; the recipe's final
 ``Sigmoid`` lives in the loss (``BCEWithLogits``), which is the same function,
 numerically safer and allowed under autocast.
 
+By default both are built from :mod:`torchgan_lite.layers` (``Linear``,
+``MaskDropout``): the same functions and ``state_dict`` as ``nn.Linear`` and
+``nn.Dropout``, faster on a CPU; dropout masks are a different random stream from
+``nn.Dropout``'s. ``fast_layers=False`` builds them from ``nn.Linear``/``nn.Dropout``,
+the tutorial's modules bit for bit.
+
 A generator declares ``latent_dim`` (an int attribute) so the trainer can draw
 noise for it; a custom generator may declare it too, or the trainer is told.
 """
@@ -24,11 +30,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .utils import check_int
+from .layers import Linear, MaskDropout
+from .utils import check_bool, check_int
 
 __all__ = ["MLPDiscriminator", "MLPGenerator", "MaskDropout", "mlp_discriminator", "mlp_generator"]
-
-
 
 def _check_sizes(name: str, value: object, allow_empty: bool) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
@@ -47,45 +52,21 @@ def _check_slope(value: object) -> float:
     return float(value)
 
 
-class MaskDropout(nn.Module):
-    """Dropout whose mask comes from ``torch.rand`` instead of ``bernoulli_``.
-
-    The same function as ``nn.Dropout(p)`` (each unit kept with probability
-    ``1 - p``, survivors scaled by ``1 / (1 - p)``), with masks drawn from a
-    different random stream. On CPU ``bernoulli_`` draws one number at a time and
-    costs about 11% of the reference training step; ``rand_like(x) >= p`` is
-    vectorised and about 2.5x cheaper (see docs/benchmarks.md).
-    """
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-            raise ValueError(f"p must be a float in [0, 1), got {p!r}")
-        self.p = float(p)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        keep = torch.rand_like(x) >= self.p  # (B, F) bool
-        return x * keep * (1.0 / (1.0 - self.p))
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
 class MLPGenerator(nn.Module):
     """Noise ``(B, latent_dim)`` -> images ``(B, *out_shape)`` in [-1, 1]."""
 
-    def __init__(self, latent_dim: int, hidden: tuple[int, ...], out_shape: tuple[int, ...], negative_slope: float):
+    def __init__(self, latent_dim: int, hidden: tuple[int, ...], out_shape: tuple[int, ...], negative_slope: float,
+                 fast_layers: bool = True):
         super().__init__()
         self.latent_dim = latent_dim
         self.out_shape = out_shape
+        linear = Linear if fast_layers else nn.Linear
         layers: list[nn.Module] = []
         width = latent_dim
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(negative_slope)]
+            layers += [linear(width, h), nn.LeakyReLU(negative_slope)]
             width = h
-        layers += [nn.Linear(width, math.prod(out_shape)), nn.Tanh()]
+        layers += [linear(width, math.prod(out_shape)), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -97,17 +78,18 @@ class MLPDiscriminator(nn.Module):
     """Images ``(B, *in_shape)`` -> logits ``(B,)``."""
 
     def __init__(self, in_shape: tuple[int, ...], hidden: tuple[int, ...], dropout: float, negative_slope: float,
-                 mask_dropout: bool = False):
+                 fast_layers: bool = True):
         super().__init__()
         self.in_shape = in_shape
+        linear = Linear if fast_layers else nn.Linear
         layers: list[nn.Module] = []
         width = math.prod(in_shape)
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.LeakyReLU(negative_slope)]
+            layers += [linear(width, h), nn.LeakyReLU(negative_slope)]
             if dropout > 0:
-                layers.append(MaskDropout(dropout) if mask_dropout else nn.Dropout(dropout))
+                layers.append(MaskDropout(dropout) if fast_layers else nn.Dropout(dropout))
             width = h
-        layers.append(nn.Linear(width, 1))
+        layers.append(linear(width, 1))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,6 +102,7 @@ def mlp_generator(
     hidden: Sequence[int] = (256, 512, 1024),
     out_shape: Sequence[int] = (1, 28, 28),
     negative_slope: float = 0.2,
+    fast_layers: bool = True,
 ) -> MLPGenerator:
     """The reference MLP generator (1,486,352 parameters with the defaults).
 
@@ -128,6 +111,8 @@ def mlp_generator(
         hidden: Widths of the hidden layers, each followed by LeakyReLU.
         out_shape: Shape of one generated sample, e.g. ``(1, 28, 28)``.
         negative_slope: LeakyReLU slope (the recipe's 0.2).
+        fast_layers: True: :class:`torchgan_lite.layers.Linear` (oneDNN products on a
+            CPU, same function). False: ``nn.Linear``, the tutorial's module.
 
     Returns:
         A module mapping ``(B, latent_dim)`` to ``(B, *out_shape)`` in [-1, 1] (Tanh);
@@ -138,6 +123,7 @@ def mlp_generator(
         _check_sizes("hidden", hidden, allow_empty=True),
         _check_sizes("out_shape", out_shape, allow_empty=False),
         _check_slope(negative_slope),
+        check_bool("fast_layers", fast_layers),
     )
 
 
@@ -146,7 +132,7 @@ def mlp_discriminator(
     hidden: Sequence[int] = (1024, 512, 256),
     dropout: float = 0.3,
     negative_slope: float = 0.2,
-    mask_dropout: bool = False,
+    fast_layers: bool = True,
 ) -> MLPDiscriminator:
     """The reference MLP discriminator (1,460,225 parameters with the defaults).
 
@@ -155,15 +141,14 @@ def mlp_discriminator(
         hidden: Widths of the hidden layers, each followed by LeakyReLU then Dropout.
         dropout: Dropout probability after each hidden layer (the recipe's 0.3; 0 removes it).
         negative_slope: LeakyReLU slope (the recipe's 0.2).
-        mask_dropout: Use :class:`MaskDropout` (same function, cheaper masks on CPU,
-            a different random stream) instead of ``nn.Dropout``. Off by default so
-            the default network draws the recipe's exact masks.
+        fast_layers: True: :class:`torchgan_lite.layers.Linear` and
+            :class:`~torchgan_lite.layers.MaskDropout` (same function, faster on a CPU;
+            the masks are a different random stream from ``nn.Dropout``'s). False:
+            ``nn.Linear`` and ``nn.Dropout``, the tutorial's modules and masks bit for bit.
 
     Returns:
         A module mapping ``(B, *in_shape)`` to logits ``(B,)``; no sigmoid, the loss owns it.
     """
-    if not isinstance(mask_dropout, bool):
-        raise TypeError(f"mask_dropout must be a bool, got {mask_dropout!r}")
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
     return MLPDiscriminator(
@@ -171,5 +156,5 @@ def mlp_discriminator(
         _check_sizes("hidden", hidden, allow_empty=True),
         float(dropout),
         _check_slope(negative_slope),
-        bool(mask_dropout),
+        check_bool("fast_layers", fast_layers),
     )

@@ -7,7 +7,14 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["check_int", "resolve_device", "seed_everything"]
+__all__ = ["check_bool", "check_int", "resolve_device", "seed_everything"]
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` if it is a bool; else ``TypeError`` naming ``name``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
 
 
 def check_int(name: str, value: object, minimum: int = 1) -> int:
