@@ -13,6 +13,13 @@ from torch import nn
 from torchgan_lite import layers, models
 
 
+@pytest.fixture(autouse=True)
+def _fast_paths_at_any_size(monkeypatch):
+    """Small test tensors take the oneDNN / word-mask paths too (the size cut-offs are tested below)."""
+    monkeypatch.setattr(layers, "ONEDNN_MIN_MACS", 0)
+    monkeypatch.setattr(layers, "WORD_MASK_MIN_NUMEL", 0)
+
+
 def _pair(i: int, o: int, bias: bool = True) -> tuple[layers.Linear, nn.Linear]:
     fast = layers.Linear(i, o, bias=bias)
     ref = nn.Linear(i, o, bias=bias)
@@ -104,6 +111,25 @@ def test_linear_falls_back_to_f_linear(case):
             y = fast(x)
         assert y.grad_fn is None
         torch.testing.assert_close(y, ref(x).detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_small_calls_use_torch_and_large_ones_the_fast_paths(monkeypatch):
+    monkeypatch.setattr(layers, "ONEDNN_MIN_MACS", 1000)
+    monkeypatch.setattr(layers, "WORD_MASK_MIN_NUMEL", 100)
+    fast, _ = _pair(10, 10)
+    assert not _uses_onednn(fast(torch.randn(9, 10, requires_grad=True)))  # 900 multiply-adds
+    if layers.onednn_linear_available():
+        assert _uses_onednn(fast(torch.randn(10, 10, requires_grad=True)))  # 1000
+    drop = layers.MaskDropout(0.5)
+    x = torch.ones(99)
+    torch.manual_seed(3)
+    small = drop(x)
+    torch.manual_seed(3)
+    assert torch.equal(small, torch.nn.functional.dropout(x, 0.5, training=True))  # torch's own masks
+    torch.manual_seed(3)
+    big = drop(torch.ones(100))
+    torch.manual_seed(3)
+    assert not torch.equal(big, torch.nn.functional.dropout(torch.ones(100), 0.5, training=True))
 
 
 def test_linear_state_dict_is_nn_linears():

@@ -1,12 +1,13 @@
 """torchgan_lite: small, fast, reusable GAN components for PyTorch.
 
 - :mod:`torchgan_lite.models`: generator/discriminator builders (plain functions).
+- :mod:`torchgan_lite.layers`: ``Linear`` and ``MaskDropout``, nn.Linear/nn.Dropout made faster on a CPU.
 - :mod:`torchgan_lite.losses`: loss objects that only compute values, and regularizers.
 - :class:`GANTrainer`: the training loop, with :class:`Event` hooks and checkpoints.
 - :mod:`torchgan_lite.data`: MNIST as one device-resident tensor, and :class:`TensorLoader`.
 """
 
-from . import callbacks, conditional, data, dcgan, ema, losses, models, reporting
+from . import callbacks, conditional, data, dcgan, ema, layers, losses, models, reporting
 from .data import TensorLoader
 from .events import Event, RemovableHandle
 from .state import EpochStats, NonFiniteLossError, StepResult, TrainerState
@@ -30,6 +31,7 @@ __all__ = [
     "data",
     "dcgan",
     "ema",
+    "layers",
     "losses",
     "models",
     "reporting",

@@ -33,6 +33,12 @@ from torch import nn
 
 __all__ = ["Linear", "MaskDropout", "onednn_linear_available"]
 
+# Below these sizes the fixed cost of a call (about 70 us for oneDNN's linear, about
+# 100 us for the five small operators of a word mask, measured on the 2-core CPU) is
+# more than it saves, so the layers call F.linear / F.dropout instead.
+ONEDNN_MIN_MACS = 2**22  # rows * in * out: Linear(256, 512) on 128 rows is 2**24
+WORD_MASK_MIN_NUMEL = 2**13  # units in one dropout call: (128, 256) is 2**15
+
 
 def _onednn_op() -> Any:
     return torch.ops.mkldnn._linear_pointwise  # oneDNN's fused linear, as torch.compile's CPU backend uses
@@ -104,13 +110,15 @@ class Linear(nn.Linear):
 
     Same constructor, parameters, initialisation and ``state_dict`` as ``nn.Linear``;
     ``isinstance(layer, nn.Linear)`` holds. Takes the oneDNN path only for a 2-D float32
-    CPU input and weight, outside autocast and ``torch.compile``, where
-    :func:`onednn_linear_available` is True; otherwise it calls ``F.linear``.
+    CPU input and weight, outside autocast and ``torch.compile``, with at least
+    :data:`ONEDNN_MIN_MACS` multiply-adds, where :func:`onednn_linear_available` is True;
+    otherwise it calls ``F.linear``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in) -> (B, out)
         if (x.device.type == "cpu" and x.dim() == 2 and x.dtype == torch.float32
                 and self.weight.dtype == torch.float32 and x.layout == torch.strided
+                and x.shape[0] * self.in_features * self.out_features >= ONEDNN_MIN_MACS
                 and not torch.compiler.is_compiling() and not _autocast_on() and onednn_linear_available()):
             return _OneDNNLinearFn.apply(x.contiguous(), self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
@@ -120,6 +128,8 @@ class MaskDropout(nn.Dropout):
     """``nn.Dropout`` with masks from 32-bit random words on a CPU (see the module docstring).
 
     A subclass of ``nn.Dropout`` (``p``, ``isinstance`` and ``eval()`` behave the same).
+    Calls with fewer than :data:`WORD_MASK_MIN_NUMEL` units, off the CPU and under
+    ``torch.compile`` use ``F.dropout``.
 
     Args:
         p: Probability of zeroing a unit, in [0, 1).
@@ -133,7 +143,8 @@ class MaskDropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        if x.device.type != "cpu" or x.layout != torch.strided or not 0 < self.p < 1:
+        if (x.device.type != "cpu" or x.layout != torch.strided or not 0 < self.p < 1
+                or x.numel() < WORD_MASK_MIN_NUMEL or torch.compiler.is_compiling()):
             return F.dropout(x, self.p, training=True)
         # A uniform int32 word w keeps its unit when w >= threshold: probability 1 - p, to 2**-32.
         threshold = min(-(2**31) + round(self.p * 2**32), 2**31 - 1)
