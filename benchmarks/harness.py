@@ -30,6 +30,8 @@ import gc
 import math
 import platform
 import resource
+import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -49,6 +51,7 @@ __all__ = [
     "end_to_end_runner",
     "make_trainer",
     "measure",
+    "paired_ratios",
     "step_runner",
     "synthetic_batches",
 ]
@@ -274,9 +277,31 @@ def end_to_end_runner(variant: Variant, device: str, batch: int, images: torch.T
 # ---------------------------------------------------------------------- timing
 
 
+def paired_ratios(runner: Runner, baseline: Runner, steps: int, rounds: int) -> list[float]:
+    """Baseline round time over ``runner``'s round time, for ``rounds`` back-to-back pairs.
+
+    The two run one round each in turn (which goes first alternates), so a machine whose
+    speed drifts over minutes (a shared VM) slows both sides of a pair alike and the
+    ratio keeps its meaning where separately timed cases would not.
+    """
+    ratios = []
+    for i in range(rounds):
+        timed: dict[int, float] = {}
+        for who in ((baseline, runner) if i % 2 == 0 else (runner, baseline)):
+            t0 = time.perf_counter()
+            who.run(steps)
+            timed[id(who)] = time.perf_counter() - t0
+        ratios.append(timed[id(baseline)] / timed[id(runner)])
+    return ratios
+
+
 def measure(benchmark: Any, *, kind: str, variant: Variant, device: str, batch: int, plan: Plan,
-            build: Callable[[], Runner]) -> dict[str, Any]:
+            build: Callable[[], Runner], pair_with: Callable[[], Runner] | None = None) -> dict[str, Any]:
     """Build the runner, time it with ``benchmark.pedantic`` and record the figures.
+
+    With ``pair_with`` (a builder of the baseline's runner), the case then also runs
+    :func:`paired_ratios` after its timed rounds, outside the memory measurement, and
+    records their median as ``paired_ratio`` (with ``paired_ratio_min``/``_max``).
 
     Args:
         benchmark: pytest-benchmark's fixture.
@@ -286,6 +311,7 @@ def measure(benchmark: Any, *, kind: str, variant: Variant, device: str, batch: 
         batch: Images per step.
         plan: Steps per round, rounds, warm-up rounds.
         build: Makes the runner (inside the memory measurement).
+        pair_with: Makes the baseline's runner for the paired rounds, or None.
 
     Returns:
         The ``extra_info`` written (steps/s, images/s, peak memory, ...).
@@ -318,5 +344,12 @@ def measure(benchmark: Any, *, kind: str, variant: Variant, device: str, batch: 
         steps_per_s = plan.steps / stats.median
         info.update(median_round_s=stats.median, steps_per_s=steps_per_s, images_per_s=steps_per_s * batch,
                     ms_per_step=1e3 / steps_per_s)
+        if pair_with is not None:
+            baseline = pair_with()
+            for _ in range(plan.warmup):
+                baseline.run(plan.steps)
+            ratios = paired_ratios(runner, baseline, plan.steps, plan.rounds)
+            info.update(paired_ratio=statistics.median(ratios), paired_ratio_min=min(ratios),
+                        paired_ratio_max=max(ratios), paired_rounds=len(ratios))
     benchmark.extra_info.update(info)
     return info

@@ -6,9 +6,11 @@ Usage (from the repository root)::
 
 One row per case: benchmark (step or end to end), device, batch, variant, steps/s,
 images/s, the ratio of its step rate to the baseline's (same benchmark, device and
-batch), milliseconds per step, peak memory, and peak memory relative to the library's
-plain path. The rates come from ``extra_info`` (``steps_per_s = steps per round /
-median round time``), which the harness writes. Under the table: the devices and
+batch), milliseconds per step, peak memory, peak memory relative to the library's
+plain path, and (step cases) the median ratio from rounds run alternately with the
+baseline's, which a machine's drift between cases does not move. The rates come from
+``extra_info`` (``steps_per_s = steps per round / median round time``), which the
+harness writes. Under the table: the devices and
 versions, and every fast variant whose peak memory exceeds the plain path's.
 
 The file runs as a script and imports nothing from the project, so it can read
@@ -51,6 +53,8 @@ class Row:
         order: Position of the case in the files (keeps the variants' table order).
         ratio: ``steps_per_s`` over the baseline's at the same kind, device and batch.
         mem_vs_plain: ``peak_mem_bytes`` over the plain path's at the same kind, device and batch.
+        paired_ratio: Median of per-pair ratios from rounds run alternately with the
+            baseline's (``harness.paired_ratios``), where the case recorded them.
     """
 
     kind: str
@@ -64,6 +68,7 @@ class Row:
     order: int = 0
     ratio: float | None = None
     mem_vs_plain: float | None = None
+    paired_ratio: float | None = None
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -108,6 +113,7 @@ def load_rows(paths: Sequence[str | Path]) -> tuple[list[Row], dict[str, Any]]:
                 images_per_s=float(extra["images_per_s"]),
                 peak_mem_bytes=int(extra.get("peak_mem_bytes", 0)),
                 order=len(rows),
+                paired_ratio=float(extra["paired_ratio"]) if "paired_ratio" in extra else None,
             ))
     return rows, facts
 
@@ -141,15 +147,16 @@ def markdown_table(rows: Sequence[Row]) -> str:
     """The Markdown table of :func:`add_ratios`' rows."""
     lines = [
         "| benchmark | device | batch | variant | steps/s | images/s | x baseline | ms/step | peak mem (MiB) "
-        "| mem x plain |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| mem x plain | x baseline, paired |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {KIND_LABEL.get(r.kind, r.kind)} | {r.device} | {r.batch} | {r.variant} "
             f"| {_fmt(r.steps_per_s)} | {_fmt(r.images_per_s, 0)} | {_fmt(r.ratio, 2, 'x')} "
             f"| {_fmt(1e3 / r.steps_per_s if r.steps_per_s > 0 else None, 1)} "
-            f"| {_fmt(r.peak_mem_bytes / 2**20, 1)} | {_fmt(r.mem_vs_plain, 2, 'x')} |"
+            f"| {_fmt(r.peak_mem_bytes / 2**20, 1)} | {_fmt(r.mem_vs_plain, 2, 'x')} "
+            f"| {'-' if r.paired_ratio is None else _fmt(r.paired_ratio, 2, 'x')} |"
         )
     return "\n".join(lines)
 

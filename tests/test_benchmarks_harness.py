@@ -48,10 +48,12 @@ def _write(tmp_path: Path, cases: list[dict]) -> Path:
 
 def test_report_ratios_are_to_the_baseline_of_the_same_group(tmp_path: Path, capsys) -> None:
     mib = 2**20
+    fast = _case("step", "cpu", 128, "fast", 50.0, 80 * mib)
+    fast["extra_info"]["paired_ratio"] = 2.4  # recorded by the case itself, shown as it is
     cases = [
         _case("step", "cpu", 128, "plain", 30.0, 100 * mib),
         _case("step", "cpu", 128, BASELINE, 20.0, 90 * mib),
-        _case("step", "cpu", 128, "fast", 50.0, 80 * mib),
+        fast,
         _case("step", "cpu", 512, BASELINE, 4.0, 200 * mib),
         _case("step", "cpu", 512, "fast", 10.0, 250 * mib),
         _case("step", "cpu", 512, "plain", 5.0, 200 * mib),
@@ -78,8 +80,8 @@ def test_report_ratios_are_to_the_baseline_of_the_same_group(tmp_path: Path, cap
 
     assert report.main([str(tmp_path / "bench.json")]) == 0
     out = capsys.readouterr().out
-    assert "| step | cpu | 128 | fast | 50.00 | 6,400 | 2.50x | 20.0 | 80.0 | 0.80x |" in out
-    assert "| step | cpu | 512 | plain | 5.00 | 2,560 | 1.25x | 200.0 | 200.0 | 1.00x |" in out
+    assert "| step | cpu | 128 | fast | 50.00 | 6,400 | 2.50x | 20.0 | 80.0 | 0.80x | 2.40x |" in out
+    assert "| step | cpu | 512 | plain | 5.00 | 2,560 | 1.25x | 200.0 | 200.0 | 1.00x | - |" in out
 
 
 @settings(max_examples=30, deadline=None)
@@ -175,6 +177,27 @@ class _Benchmark:
         self.stats = type("Meta", (), {"stats": _Stats(times)})()
 
 
+def test_paired_ratios_alternate_and_divide_within_each_pair(monkeypatch) -> None:
+    from benchmarks import harness
+
+    now = [0.0]
+    log: list[str] = []
+
+    class Fake:
+        def __init__(self, name: str, cost: list[float]) -> None:
+            self.name, self.cost = name, cost
+
+        def run(self, k: int) -> None:
+            log.append(self.name)
+            now[0] += self.cost.pop(0) * k
+
+    monkeypatch.setattr(harness.time, "perf_counter", lambda: now[0])
+    # The machine slows down 10x between the pairs; each pair's ratio stays 2.
+    base, fast = Fake("base", [2.0, 20.0, 20.0]), Fake("fast", [1.0, 10.0, 10.0])
+    assert harness.paired_ratios(fast, base, steps=3, rounds=3) == pytest.approx([2.0, 2.0, 2.0])
+    assert log == ["base", "fast", "fast", "base", "base", "fast"]
+
+
 @pytest.mark.parametrize("name", [BASELINE, "fast"])
 def test_measure_records_rates_from_the_timed_rounds(name: str) -> None:
     bench = _Benchmark()
@@ -187,6 +210,11 @@ def test_measure_records_rates_from_the_timed_rounds(name: str) -> None:
     assert info["images_per_s"] == pytest.approx(8 * info["steps_per_s"])
     assert bench.extra_info["variant"] == name and bench.group == "step cpu batch=8"
     assert info["peak_mem_bytes"] >= 0 and info["mem_method"]
+    assert "paired_ratio" not in info  # only with pair_with
+    paired = measure(_Benchmark(), kind="step", variant=variant_by_name(name), device="cpu", batch=8, plan=plan,
+                     build=lambda: step_runner(variant_by_name(name), "cpu", batches),
+                     pair_with=lambda: step_runner(variant_by_name(BASELINE), "cpu", batches))
+    assert paired["paired_rounds"] == 2 and paired["paired_ratio_min"] <= paired["paired_ratio"] > 0
 
 
 def test_peak_memory_sees_a_large_allocation() -> None:
@@ -208,3 +236,31 @@ def test_reference_loader_yields_the_library_images(mnist_dir: Path) -> None:
     assert len(loader) == 468
     batch, _ = next(iter(loader))
     assert batch.shape == (128, 1, 28, 28) and batch.min() >= -1 and batch.max() <= 1
+
+
+def test_interleaved_ratios_divide_by_the_baseline_of_the_same_turn(monkeypatch) -> None:
+    from benchmarks import interleaved
+
+    with pytest.raises(ValueError, match="must start with 'baseline'"):
+        interleaved.interleaved_ratios(["fast", BASELINE])
+    # A clock that advances 2 s per baseline round and 1 s per fast round: every
+    # per-turn ratio is exactly 2, whatever order the turns run in.
+    now = [0.0]
+    cost = {"baseline": 2.0, "fast": 1.0}
+    running: list[str] = []
+
+    class FakeRunner:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def run(self, k: int) -> None:
+            running.append(self.name)
+            now[0] += cost[self.name] * k
+
+    monkeypatch.setattr(interleaved, "step_runner", lambda v, device, batches: FakeRunner(v.name))
+    monkeypatch.setattr(interleaved.time, "perf_counter", lambda: now[0])
+    figures = interleaved.interleaved_ratios([BASELINE, "fast"], batch=2, turns=6, steps=3)
+    assert figures["baseline"]["ratio"] == 1.0
+    assert figures["fast"]["ratio"] == pytest.approx(2.0)
+    assert figures["fast"]["ms_per_step"] == pytest.approx(1000.0)
+    assert running.count("fast") == 1 + 6  # one warm-up call, then one round a turn
