@@ -18,13 +18,18 @@ It prints, for the tutorial's loop (the baseline) and each library path:
   default is a per-parameter loop, about ten operators per tensor), the library
   with ``check_finite=100``, the trainer's default on an accelerator;
 - fp32 and bf16 matmul throughput of this CPU at the model's largest layer shape
-  and at a square 2048 matmul, the ceiling that bounds the step on a CPU.
+  and at a square 2048 matmul, the ceiling that bounds the step on a CPU;
+- what :mod:`torchgan_lite.layers` changes, timed in interleaved turns: the step's
+  float32 products through MKL (``nn.Linear``) against oneDNN (``layers.Linear``),
+  and one dropout call's ``bernoulli_`` masks against ``MaskDropout``'s word masks.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import random
+import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -32,14 +37,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
+
+from torchgan_lite import layers
 
 from .harness import device_name, make_trainer
 from .reference_loop import ReferenceLoop
 from .variants import VARIANTS
 
-__all__ = ["LayerSizes", "OpCounter", "analytic_flops", "main", "matmul_gflops", "step_functions"]
+__all__ = ["LayerSizes", "OpCounter", "analytic_flops", "layer_costs", "main", "matmul_gflops", "step_functions"]
 
 # Operators that allocate or re-describe memory without a compute kernel, and profiler marks.
 _NO_KERNEL = {"detach", "alias", "empty", "empty_like", "empty_strided", "lift_fresh", "_local_scalar_dense",
@@ -142,6 +150,46 @@ def matmul_gflops(m: int, k: int, n: int, dtype: torch.dtype, seconds: float = 0
     return 2 * m * k * n / best / 1e9
 
 
+def layer_costs(batch: int, turns: int = 15, sizes: LayerSizes = LayerSizes()) -> dict[str, float]:
+    """Median milliseconds of the pieces :mod:`torchgan_lite.layers` replaces, timed in interleaved turns.
+
+    ``mkl_*``/``onednn_*``: the forward (``x @ W.T + b``), input-gradient (``g @ W``) and
+    weight-gradient (``g.T @ x``) products of every Linear layer of G and D at ``batch``
+    rows, summed, through ``torch.mm``/``addmm`` (MKL) and through oneDNN.
+    ``bernoulli_mask``/``word_mask``: one ``(batch, 1024)`` dropout call, ``F.dropout``
+    against ``layers.MaskDropout``. Empty where this torch has no oneDNN linear.
+    """
+    if not layers.onednn_linear_available():
+        return {}
+    onednn = layers._onednn_linear
+    shapes = sizes.generator + sizes.discriminator
+    mats = [(torch.randn(batch, i), torch.randn(o, i), torch.randn(o), torch.randn(batch, o)) for i, o in shapes]
+    x_drop = torch.randn(batch, 1024)
+    drop = layers.MaskDropout(0.3)
+    pieces = {
+        "mkl_forward": lambda: [torch.addmm(b, x, w.t()) for x, w, b, _ in mats],
+        "onednn_forward": lambda: [onednn(x, w, b) for x, w, b, _ in mats],
+        "mkl_input_grad": lambda: [torch.mm(g, w) for _, w, _, g in mats],
+        "onednn_input_grad": lambda: [onednn(g, w.t(), None) for _, w, _, g in mats],
+        "mkl_weight_grad": lambda: [torch.mm(g.t(), x) for x, _, _, g in mats],
+        "onednn_weight_grad": lambda: [onednn(g.t(), x.t(), None) for x, _, _, g in mats],
+        "bernoulli_mask": lambda: F.dropout(x_drop, 0.3, training=True),
+        "word_mask": lambda: drop(x_drop),
+    }
+    for fn in pieces.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in pieces}
+    order = random.Random(0)
+    for _ in range(turns):
+        names = list(pieces)
+        order.shuffle(names)
+        for name in names:
+            t0 = time.perf_counter()
+            pieces[name]()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the step anatomy at one batch size."""
     parser = argparse.ArgumentParser(description="FLOPs, launches and matmul speed of one training step")
@@ -178,6 +226,17 @@ def main(argv: list[str] | None = None) -> None:
         f32 = matmul_gflops(m, k, n, torch.float32)
         bf16 = matmul_gflops(m, k, n, torch.bfloat16)
         print(f"| ({m}, {k}, {n}) | {f32:.0f} | {bf16:.0f} |")
+    costs = layer_costs(b)
+    if costs:
+        print()
+        print(f"| what torchgan_lite.layers replaces (batch {b}, all 8 layers) | torch (ms) | layers (ms) | ratio |")
+        print("|---|---:|---:|---:|")
+        for label, old, new in (("forward products", "mkl_forward", "onednn_forward"),
+                                ("input-gradient products", "mkl_input_grad", "onednn_input_grad"),
+                                ("weight-gradient products (layers keep mm)", "mkl_weight_grad",
+                                 "onednn_weight_grad"),
+                                ("one dropout call, (B, 1024)", "bernoulli_mask", "word_mask")):
+            print(f"| {label} | {costs[old]:.2f} | {costs[new]:.2f} | {costs[old] / costs[new]:.2f}x |")
 
 
 if __name__ == "__main__":
