@@ -127,8 +127,8 @@ def step_functions(batch: int) -> dict[str, tuple[Callable[[], Any], list[torch.
         else:
             # Count with the trainer's accelerator default: the loss checked every 100 steps
             # (on a CPU it is checked every update, which costs nothing there). And with
-            # nn.Linear/nn.Dropout: on a GPU the fast layers *are* F.linear/F.dropout, and
-            # FlopCounterMode counts only aten matmuls, not the CPU's oneDNN products.
+            # nn.Linear/nn.Dropout: on a GPU the fast layers *are* F.linear/F.dropout, while
+            # on this CPU MaskDropout would be counted as its word-mask operators.
             nn_layers = {"fast_layers": False}
             v = dataclasses.replace(v, d_kwargs={**v.d_kwargs, **nn_layers}, g_kwargs={**v.g_kwargs, **nn_layers})
             trainer = make_trainer(v, "cpu", check_finite=100)

@@ -85,6 +85,16 @@ def test_linear_gradient_penalty_double_backward_matches():
         torch.testing.assert_close(pf.grad, pr.grad, rtol=1e-5, atol=1e-6)
 
 
+def test_flop_counter_sees_every_product():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    fast, _ = _pair(64, 32)
+    x = torch.randn(16, 64, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        fast(x).sum().backward()
+    assert counter.get_total_flops() == 3 * 2 * 16 * 64 * 32  # forward, input and weight gradients
+
+
 @pytest.mark.parametrize("case", ["bf16_autocast", "3d_input", "float64", "no_grad"])
 def test_linear_falls_back_to_f_linear(case):
     fast, ref = _pair(5, 3)

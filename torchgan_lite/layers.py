@@ -30,6 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils import _python_dispatch
 
 __all__ = ["Linear", "MaskDropout", "onednn_linear_available"]
 
@@ -59,15 +60,22 @@ def onednn_linear_available() -> bool:
     try:
         if not torch.backends.mkldnn.is_available():
             return False
-        x = torch.linspace(-1, 1, 6 * 5).reshape(6, 5)  # (6, 5)
-        w = torch.linspace(-2, 1, 3 * 5).reshape(3, 5)  # (3, 5)
-        b = torch.tensor([0.5, -1.0, 2.0])
-        g = torch.linspace(1, -1, 6 * 3).reshape(6, 3)  # (6, 3)
+        cpu = torch.device("cpu")  # explicit: a `with torch.device(...)` block must not move the check
+        x = torch.linspace(-1, 1, 6 * 5, device=cpu).reshape(6, 5)  # (6, 5)
+        w = torch.linspace(-2, 1, 3 * 5, device=cpu).reshape(3, 5)  # (3, 5)
+        b = torch.tensor([0.5, -1.0, 2.0], device=cpu)
+        g = torch.linspace(1, -1, 6 * 3, device=cpu).reshape(6, 3)  # (6, 3)
         ok = torch.allclose(_onednn_linear(x, w, b), F.linear(x, w, b), rtol=1e-5, atol=1e-5)
         ok = ok and torch.allclose(_onednn_linear(g, w.t(), None), g @ w, rtol=1e-5, atol=1e-5)
         return bool(ok)
     except (AttributeError, RuntimeError, TypeError, NotImplementedError):
         return False
+
+
+def _dispatch_mode_on() -> bool:
+    """Whether a TorchDispatchMode (FlopCounterMode, FakeTensorMode, ...) is active: such tools
+    should see the standard aten products, which they know how to count or fake."""
+    return _python_dispatch._get_current_dispatch_mode() is not None
 
 
 def _autocast_on() -> bool:
@@ -110,7 +118,8 @@ class Linear(nn.Linear):
 
     Same constructor, parameters, initialisation and ``state_dict`` as ``nn.Linear``;
     ``isinstance(layer, nn.Linear)`` holds. Takes the oneDNN path only for a 2-D float32
-    CPU input and weight, outside autocast and ``torch.compile``, with at least
+    CPU input and weight, outside autocast, ``torch.compile`` and dispatch modes such as
+    ``FlopCounterMode`` (which then count its products), with at least
     :data:`ONEDNN_MIN_MACS` multiply-adds, where :func:`onednn_linear_available` is True;
     otherwise it calls ``F.linear``.
     """
@@ -119,7 +128,8 @@ class Linear(nn.Linear):
         if (x.device.type == "cpu" and x.dim() == 2 and x.dtype == torch.float32
                 and self.weight.dtype == torch.float32 and x.layout == torch.strided
                 and x.shape[0] * self.in_features * self.out_features >= ONEDNN_MIN_MACS
-                and not torch.compiler.is_compiling() and not _autocast_on() and onednn_linear_available()):
+                and not torch.compiler.is_compiling() and not _autocast_on() and not _dispatch_mode_on()
+                and onednn_linear_available()):
             return _OneDNNLinearFn.apply(x.contiguous(), self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
 
