@@ -142,6 +142,16 @@ def test_small_calls_use_torch_and_large_ones_the_fast_paths(monkeypatch):
     assert not torch.equal(big, torch.nn.functional.dropout(torch.ones(100), 0.5, training=True))
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_default_builders_script_with_torchscript():
+    # TorchScript compiles the layers' torch fallbacks only (F.linear, F.dropout).
+    g, d = models.mlp_generator().eval(), models.mlp_discriminator().eval()
+    z = torch.randn(4, 100)
+    torch.testing.assert_close(torch.jit.script(g)(z), g(z), rtol=1e-5, atol=1e-5)
+    x = torch.randn(4, 1, 28, 28)
+    torch.testing.assert_close(torch.jit.script(d)(x), d(x), rtol=1e-5, atol=1e-5)
+
+
 def test_linear_state_dict_is_nn_linears():
     fast, ref = _pair(7, 2)
     assert isinstance(fast, nn.Linear)

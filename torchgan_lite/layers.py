@@ -121,17 +121,21 @@ class Linear(nn.Linear):
     CPU input and weight, outside autocast, ``torch.compile`` and dispatch modes such as
     ``FlopCounterMode`` (which then count its products), with at least
     :data:`ONEDNN_MIN_MACS` multiply-adds, where :func:`onednn_linear_available` is True;
-    otherwise it calls ``F.linear``.
+    otherwise it calls ``F.linear`` (and ``torch.jit.script`` compiles only that).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in) -> (B, out)
-        if (x.device.type == "cpu" and x.dim() == 2 and x.dtype == torch.float32
-                and self.weight.dtype == torch.float32 and x.layout == torch.strided
-                and x.shape[0] * self.in_features * self.out_features >= ONEDNN_MIN_MACS
-                and not torch.compiler.is_compiling() and not _autocast_on() and not _dispatch_mode_on()
-                and onednn_linear_available()):
-            return _OneDNNLinearFn.apply(x.contiguous(), self.weight, self.bias)
+        if not torch.jit.is_scripting():  # TorchScript compiles only F.linear below
+            if _onednn_applies(x, self.weight, self.in_features * self.out_features):
+                return _OneDNNLinearFn.apply(x.contiguous(), self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
+
+
+def _onednn_applies(x: torch.Tensor, w: torch.Tensor, macs_per_row: int) -> bool:
+    return (x.device.type == "cpu" and x.dim() == 2 and x.dtype == torch.float32 and w.dtype == torch.float32
+            and x.layout == torch.strided and x.shape[0] * macs_per_row >= ONEDNN_MIN_MACS
+            and not torch.compiler.is_compiling() and not _autocast_on() and not _dispatch_mode_on()
+            and onednn_linear_available())
 
 
 class MaskDropout(nn.Dropout):
@@ -153,13 +157,18 @@ class MaskDropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        if (x.device.type != "cpu" or x.layout != torch.strided or not 0 < self.p < 1
-                or x.numel() < WORD_MASK_MIN_NUMEL or torch.compiler.is_compiling()):
-            return F.dropout(x, self.p, training=True)
-        # A uniform int32 word w keeps its unit when w >= threshold: probability 1 - p, to 2**-32.
-        threshold = min(-(2**31) + round(self.p * 2**32), 2**31 - 1)
-        n = x.numel()
-        words = torch.empty((n + 1) // 2, dtype=torch.int64).random_(-(2**63), None)  # 64 uniform bits each
-        bits = words.view(torch.int32)[:n].view(x.shape)  # (*x.shape) uniform int32
-        mask = torch.ge(bits, threshold, out=torch.empty(x.shape, dtype=x.dtype))  # 1.0 keep, 0.0 drop
-        return x * mask.mul_(1.0 / (1.0 - self.p))  # mask: 0 or 1/(1-p), in x's dtype
+        if not torch.jit.is_scripting():  # TorchScript compiles only F.dropout below
+            if (x.device.type == "cpu" and x.layout == torch.strided and 0 < self.p < 1
+                    and x.numel() >= WORD_MASK_MIN_NUMEL and not torch.compiler.is_compiling()):
+                return _word_mask_dropout(x, self.p)
+        return F.dropout(x, self.p, training=True)
+
+
+def _word_mask_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    # A uniform int32 word w keeps its unit when w >= threshold: probability 1 - p, to 2**-32.
+    threshold = min(-(2**31) + round(p * 2**32), 2**31 - 1)
+    n = x.numel()
+    words = torch.empty((n + 1) // 2, dtype=torch.int64).random_(-(2**63), None)  # 64 uniform bits each
+    bits = words.view(torch.int32)[:n].view(x.shape)  # (*x.shape) uniform int32
+    mask = torch.ge(bits, threshold, out=torch.empty(x.shape, dtype=x.dtype))  # 1.0 keep, 0.0 drop
+    return x * mask.mul_(1.0 / (1.0 - p))  # mask: 0 or 1/(1-p), in x's dtype
