@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from .layers import Linear, MaskDropout
+from .layers import layer_types
 from .models import _check_sizes, _check_slope
 from .utils import check_bool, check_int
 
@@ -73,7 +73,7 @@ class ConditionalMLPGenerator(nn.Module):
     def __init__(self, num_classes: int, latent_dim: int, hidden: tuple[int, ...], out_shape: tuple[int, ...],
                  embed_dim: int, negative_slope: float, fast_layers: bool = True) -> None:
         super().__init__()
-        linear = Linear if fast_layers else nn.Linear
+        linear, _ = layer_types(fast_layers)
         self.num_classes = num_classes
         self.latent_dim = latent_dim
         self.out_shape = out_shape
@@ -100,7 +100,7 @@ class ConditionalMLPDiscriminator(nn.Module):
     def __init__(self, num_classes: int, in_shape: tuple[int, ...], hidden: tuple[int, ...], dropout: float,
                  negative_slope: float, projection: bool, embed_dim: int, fast_layers: bool = True) -> None:
         super().__init__()
-        linear = Linear if fast_layers else nn.Linear
+        linear, dropout_layer = layer_types(fast_layers)
         self.num_classes = num_classes
         self.in_shape = in_shape
         self.projection = projection
@@ -112,7 +112,7 @@ class ConditionalMLPDiscriminator(nn.Module):
         for h in hidden:
             layers += [linear(width, h), nn.LeakyReLU(negative_slope)]
             if dropout > 0:
-                layers.append(MaskDropout(dropout) if fast_layers else nn.Dropout(dropout))
+                layers.append(dropout_layer(dropout))
             width = h
         self.trunk = nn.Sequential(*layers)
         self.head = linear(width, 1)
@@ -205,8 +205,7 @@ def conditional_mlp_discriminator(
     hidden_t = _check_sizes("hidden", hidden, allow_empty=True)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
-    if not isinstance(projection, bool):
-        raise TypeError(f"projection must be a bool, got {projection!r}")
+    check_bool("projection", projection)
     if projection and embed_dim is not None:
         raise ValueError(f"embed_dim={embed_dim} applies to projection=False only: the projection embedding "
                          "has the width of the last hidden layer")

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils import _python_dispatch
 
-__all__ = ["Linear", "MaskDropout", "onednn_linear_available"]
+__all__ = ["Linear", "MaskDropout", "layer_types", "onednn_linear_available"]
 
 # Below these sizes the fixed cost of a call (about 70 us for oneDNN's linear, about
 # 100 us for the five small operators of a word mask, measured on the 2-core CPU) is
@@ -172,3 +172,8 @@ def _word_mask_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     bits = words.view(torch.int32)[:n].view(x.shape)  # (*x.shape) uniform int32
     mask = torch.ge(bits, threshold, out=torch.empty(x.shape, dtype=x.dtype))  # 1.0 keep, 0.0 drop
     return x * mask.mul_(1.0 / (1.0 - p))  # mask: 0 or 1/(1-p), in x's dtype
+
+
+def layer_types(fast: bool) -> tuple[type[nn.Linear], type[nn.Dropout]]:
+    """The builders' ``fast_layers`` choice: ``(Linear, MaskDropout)``, else ``(nn.Linear, nn.Dropout)``."""
+    return (Linear, MaskDropout) if fast else (nn.Linear, nn.Dropout)

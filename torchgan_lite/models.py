@@ -30,10 +30,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .layers import Linear, MaskDropout
+from .layers import MaskDropout, layer_types
 from .utils import check_bool, check_int
 
 __all__ = ["MLPDiscriminator", "MLPGenerator", "MaskDropout", "mlp_discriminator", "mlp_generator"]
+
 
 def _check_sizes(name: str, value: object, allow_empty: bool) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
@@ -60,7 +61,7 @@ class MLPGenerator(nn.Module):
         super().__init__()
         self.latent_dim = latent_dim
         self.out_shape = out_shape
-        linear = Linear if fast_layers else nn.Linear
+        linear, _ = layer_types(fast_layers)
         layers: list[nn.Module] = []
         width = latent_dim
         for h in hidden:
@@ -81,13 +82,13 @@ class MLPDiscriminator(nn.Module):
                  fast_layers: bool = True):
         super().__init__()
         self.in_shape = in_shape
-        linear = Linear if fast_layers else nn.Linear
+        linear, dropout_layer = layer_types(fast_layers)
         layers: list[nn.Module] = []
         width = math.prod(in_shape)
         for h in hidden:
             layers += [linear(width, h), nn.LeakyReLU(negative_slope)]
             if dropout > 0:
-                layers.append(MaskDropout(dropout) if fast_layers else nn.Dropout(dropout))
+                layers.append(dropout_layer(dropout))
             width = h
         layers.append(linear(width, 1))
         self.net = nn.Sequential(*layers)
