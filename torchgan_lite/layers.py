@@ -41,12 +41,9 @@ ONEDNN_MIN_MACS = 2**22  # rows * in * out: Linear(256, 512) on 128 rows is 2**2
 WORD_MASK_MIN_NUMEL = 2**13  # units in one dropout call: (128, 256) is 2**15
 
 
-def _onednn_op() -> Any:
-    return torch.ops.mkldnn._linear_pointwise  # oneDNN's fused linear, as torch.compile's CPU backend uses
-
-
 def _onednn_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    return _onednn_op()(x, w, b, "none", [], "")  # (B, out) = x @ w.T + b
+    # oneDNN's linear, the operator torch.compile's CPU backend uses; (B, out) = x @ w.T + b
+    return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
 
 
 @functools.cache
@@ -76,13 +73,6 @@ def _dispatch_mode_on() -> bool:
     """Whether a TorchDispatchMode (FlopCounterMode, FakeTensorMode, ...) is active: such tools
     should see the standard aten products, which they know how to count or fake."""
     return _python_dispatch._get_current_dispatch_mode() is not None
-
-
-def _autocast_on() -> bool:
-    try:
-        return torch.is_autocast_enabled("cpu")
-    except TypeError:  # torch < 2.4 spelling
-        return torch.is_autocast_cpu_enabled()
 
 
 class _OneDNNLinearFn(torch.autograd.Function):
@@ -134,7 +124,7 @@ class Linear(nn.Linear):
 def _onednn_applies(x: torch.Tensor, w: torch.Tensor, macs_per_row: int) -> bool:
     return (x.device.type == "cpu" and x.dim() == 2 and x.dtype == torch.float32 and w.dtype == torch.float32
             and x.layout == torch.strided and x.shape[0] * macs_per_row >= ONEDNN_MIN_MACS
-            and not torch.compiler.is_compiling() and not _autocast_on() and not _dispatch_mode_on()
+            and not torch.compiler.is_compiling() and not torch.is_autocast_enabled("cpu") and not _dispatch_mode_on()
             and onednn_linear_available())
 
 
