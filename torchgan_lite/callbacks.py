@@ -3,25 +3,26 @@
 Each callback is a small object with ``attach(trainer)``, which registers its
 handlers (``fn(trainer)``) and returns their removable handles. They read values
 from the device only at their own intervals, so the training step stays free of
-host synchronisation.
+host synchronisation. Every constructor argument is checked when the callback is
+built (flags are real bools, intervals ints >= 1, paths str or os.PathLike, streams
+objects with ``write``), so a wrong value fails at once, naming the argument, not
+at the first epoch end.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .checkpoint import check_keep_last
 from .events import Event, RemovableHandle
-from .utils import check_int
+from .utils import check_bool, check_int, check_path, check_stream
 
 if TYPE_CHECKING:
     from .trainer import GANTrainer
 
 __all__ = ["EpochLogger", "ModelCheckpoint", "ProgressBar"]
-
-
 
 class ProgressBar:
     """A tqdm bar over the steps of ``fit``, with live losses and steps/s.
@@ -35,8 +36,8 @@ class ProgressBar:
 
     def __init__(self, refresh_every: int = 20, file: TextIO | None = None, disable: bool = False) -> None:
         self.refresh_every = check_int("refresh_every", refresh_every)
-        self.file = file
-        self.disable = disable
+        self.file = check_stream("file", file)
+        self.disable = check_bool("disable", disable)
         self._bar: Any = None
         self._last_step = 0
 
@@ -52,7 +53,8 @@ class ProgressBar:
         from tqdm.auto import tqdm
 
         st = trainer.state
-        per_epoch = len(trainer._data) if hasattr(trainer._data, "__len__") else None
+        data = trainer.data
+        per_epoch = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
         total = st.max_epochs * per_epoch if per_epoch is not None else None
         if st.max_steps is not None:
             total = st.max_steps if total is None else min(total, st.max_steps)
@@ -82,7 +84,7 @@ class EpochLogger:
 
     def __init__(self, every: int = 1, file: TextIO | None = None) -> None:
         self.every = check_int("every", every)
-        self.file = file
+        self.file = check_stream("file", file)
 
     def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:
         return [trainer.add_callback(Event.EPOCH_END, self._log, every=self.every)]
@@ -107,18 +109,21 @@ class ModelCheckpoint:
     Args:
         path: The checkpoint file (written atomically).
         every: Epochs between saves.
-        keep_last: Older copies to keep beside it (``path.1`` ...).
+        keep_last: Older copies to keep beside it (``path.1`` ...): None or an int >= 0.
         on_interrupt: Also save when ``fit`` is interrupted by ``KeyboardInterrupt``.
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong type or out of range, naming it.
     """
 
     def __init__(self, path: str | os.PathLike[str], every: int = 1, keep_last: int | None = None,
                  on_interrupt: bool = True) -> None:
-        if not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-        self.path = Path(path)
+        self.path = check_path("path", path)
+        if self.path.is_dir():
+            raise ValueError(f"path {self.path} is a folder; give the checkpoint file's path")
         self.every = check_int("every", every)
-        self.keep_last = keep_last
-        self.on_interrupt = on_interrupt
+        self.keep_last = None if keep_last is None else check_keep_last(keep_last)
+        self.on_interrupt = check_bool("on_interrupt", on_interrupt)
         self.last_saved_step: int | None = None
 
     def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:

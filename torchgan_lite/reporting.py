@@ -12,28 +12,27 @@ interrupted), so they add nothing to the training step, and only the main proces
 - :class:`LossPlot`: ``losses.png``, mean D and G loss per epoch (needs matplotlib, the
   ``[plot]`` extra; without it the plot is skipped with one printed note).
 
-Every file is written atomically (a temporary file renamed over the target), so a
-run killed mid-write never leaves a torn PNG or CSV.
+Every file is written atomically by :func:`torchgan_lite.atomic.atomic_open` (a temporary
+file renamed over the target), so a run killed mid-write never leaves a torn PNG or CSV.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import json
 import os
 import platform
 import sys
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import torch
 
+from .atomic import atomic_open
 from .events import Event, RemovableHandle
-from .utils import check_int
+from .utils import check_bool, check_int, check_path, check_stream, describe
 
 if TYPE_CHECKING:
     from .trainer import EpochStats, GANTrainer
@@ -60,32 +59,29 @@ HISTORY_COLUMNS: tuple[str, ...] = ("epoch", "step", "d_loss", "g_loss", "d_real
 
 
 def _check_path(name: str, value: object) -> Path:
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or os.PathLike, got {type(value).__name__}")
-    return Path(value)
+    return check_path(name, value)
+
+
+def _check_str(name: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {describe(value)}")
+    return value
+
+
+def _check_noise(name: str, z: object) -> torch.Tensor:
+    if not isinstance(z, torch.Tensor):
+        raise TypeError(f"{name} must be a noise tensor (n, latent_dim), got {describe(z)}")
+    if z.dim() != 2 or z.shape[0] < 1 or z.shape[1] < 1 or not z.is_floating_point() or z.is_sparse \
+            or z.is_meta or not bool(torch.isfinite(z).all()):
+        raise ValueError(f"{name} must be a finite float noise tensor (n, latent_dim) with n, latent_dim >= 1, "
+                         f"got {z.dtype} of shape {tuple(z.shape)}")
+    return z
 
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def _atomic_target(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+def _check_history(history: object) -> None:
+    if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
+        raise TypeError(f"history must be a sequence of EpochStats (trainer.state.history), got {describe(history)}")
 
 
 def _is_main(trainer: GANTrainer) -> bool:
@@ -118,13 +114,19 @@ def fixed_noise(n: int, latent_dim: int, seed: int = 0, device: torch.device | s
         device: Where the returned tensor lives.
         dtype: Its dtype.
     """
-    for name, value in (("n", n), ("latent_dim", latent_dim)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {value!r}")
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}")
+    check_int("n", n)
+    check_int("latent_dim", latent_dim)
+    check_int("seed", seed, minimum=0)
+    if seed >= 2**64:
+        raise ValueError(f"seed must be < 2**64, got {seed}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype (torch.float32...), got {describe(dtype)}")
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device, got {describe(device)}")
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device must name a torch device ('cpu', 'cuda:0'...), got {device!r}") from err
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(n, latent_dim, generator=gen).to(device=device, dtype=dtype)  # (n, latent_dim)
 
@@ -144,18 +146,17 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike[str], nrow: int = 8)
 
     path = _check_path("path", path)
     if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor (B, C, H, W), got {type(images).__name__}")
+        raise TypeError(f"images must be a torch.Tensor (B, C, H, W), got {describe(images)}")
     if images.dim() != 4 or images.shape[0] < 1:
         raise ValueError(f"images must have shape (B, C, H, W) with B >= 1, got {tuple(images.shape)}")
-    if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
-        raise ValueError(f"nrow must be an int >= 1, got {nrow!r}")
+    check_int("nrow", nrow)
     grid = make_grid(images.detach().float().cpu(), nrow=nrow, normalize=True)  # (3, H', W') in [0, 1]
-    with _atomic_target(path) as tmp:
+    with atomic_open(path, "wb") as f:
         if images.shape[1] == 1:  # grey images: make_grid copied them into 3 equal channels; keep one
             pixels = grid[0].mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()  # (H', W')
-            Image.fromarray(pixels).save(tmp, format="png")
+            Image.fromarray(pixels).save(f, format="png")
         else:
-            save_image(grid, tmp, format="png")
+            save_image(grid, f, format="png")
     return path
 
 
@@ -173,11 +174,15 @@ def write_history_csv(history: Sequence[EpochStats | Mapping[str, Any]], path: s
         ``path`` as a ``Path``.
     """
     path = _check_path("path", path)
+    _check_history(history)
+    if metrics_by_epoch is not None and not isinstance(metrics_by_epoch, Mapping):
+        raise TypeError(f"metrics_by_epoch must be None or a mapping {{epoch: {{name: value}}}}, "
+                        f"got {describe(metrics_by_epoch)}")
     metrics_by_epoch = dict(metrics_by_epoch or {})
     metric_names: list[str] = []
     for values in metrics_by_epoch.values():
         metric_names += [k for k in values if k not in metric_names and k not in HISTORY_COLUMNS]
-    with _atomic_target(path) as tmp, open(tmp, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow([*HISTORY_COLUMNS, *metric_names])
         for entry in history:
@@ -200,6 +205,8 @@ def plot_losses(history: Sequence[EpochStats | Mapping[str, Any]], path: str | o
         ``path`` as a ``Path``.
     """
     path = _check_path("path", path)
+    _check_history(history)
+    _check_str("title", title)
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -226,16 +233,16 @@ def plot_losses(history: Sequence[EpochStats | Mapping[str, Any]], path: str | o
     if rows:
         ax.legend()
     fig.tight_layout()
-    with _atomic_target(path) as tmp:
-        fig.savefig(tmp, format="png")
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
     return path
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically (``Path`` and other objects become strings)."""
     path = _check_path("path", path)
-    with _atomic_target(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=str, allow_nan=True) + "\n")
+    with atomic_open(path, "w") as f:
+        f.write(json.dumps(obj, indent=2, default=str, allow_nan=True) + "\n")
     return path
 
 
@@ -253,6 +260,13 @@ def run_info(trainer: GANTrainer, config: Mapping[str, Any], wall_seconds: float
 
     from . import __version__
 
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping (e.g. vars(args)), got {describe(config)}")
+    if wall_seconds is not None and (isinstance(wall_seconds, bool) or not isinstance(wall_seconds, (int, float))):
+        raise TypeError(f"wall_seconds must be None or a number of seconds, got {describe(wall_seconds)}")
+    if wall_seconds is not None and not 0 <= wall_seconds < float("inf"):
+        raise ValueError(f"wall_seconds must be finite and >= 0, got {wall_seconds!r}")
+    _check_str("status", status)
     st = trainer.state
     return {
         "status": status,
@@ -290,13 +304,10 @@ class SampleGrid:
     def __init__(self, out_dir: str | os.PathLike[str], z: torch.Tensor, every: int = 1, nrow: int = 8,
                  final: bool = True) -> None:
         self.out_dir = _check_path("out_dir", out_dir)
-        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[0] < 1:
-            raise ValueError(f"z must be a noise tensor (n, latent_dim) with n >= 1, got "
-                             f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
-        self.z = z
+        self.z = _check_noise("z", z)
         self.every = check_int("every", every)
-        self.nrow = nrow
-        self.final = final
+        self.nrow = check_int("nrow", nrow)
+        self.final = check_bool("final", final)
 
     def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:
         if self.z.shape[1] != trainer.latent_dim:
@@ -384,7 +395,7 @@ class LossPlot:
     def __init__(self, path: str | os.PathLike[str], every: int = 1, file: TextIO | None = None) -> None:
         self.path = _check_path("path", path)
         self.every = check_int("every", every)
-        self.file = file
+        self.file = check_stream("file", file)
         self.enabled = True
 
     def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..atomic import atomic_open
 from ..data import mnist_with_labels
 from ..utils import check_int, resolve_device
 from .classifier import CLASSIFIER_SHA256, extract, load_classifier
@@ -62,15 +62,8 @@ def cache_dir() -> Path:
 
 
 def _write_atomic(path: Path, write: Callable[[Any], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb", what="cache") as f:  # the package's one atomic writer
+        write(f)
 
 
 
