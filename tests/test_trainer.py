@@ -7,7 +7,8 @@ import warnings
 import pytest
 import torch
 
-from torchgan_lite import Event, GANTrainer, TensorLoader, losses, models
+from torchgan_lite import Event, GANTrainer, TensorLoader, losses, models, seed_everything
+from torchgan_lite.step import FusedDiscriminatorStep
 
 from .conftest import tiny_models
 
@@ -33,11 +34,11 @@ def test_train_step_changes_both_networks(tiny_trainer, tiny_data):
 
 def test_generator_update_leaves_discriminator_weights_and_grads(tiny_trainer, tiny_data):
     t = tiny_trainer
-    t._discriminator_update(tiny_data[:16], None)
+    t.gan_step.discriminator_update(tiny_data[:16], None)
     d_weights = _snapshot(t.discriminator)
     d_grads = [p.grad.clone() for p in t.discriminator.parameters()]
     g_weights = _snapshot(t.generator)
-    t._generator_update(16)
+    t.gan_step.generator_update(16)
     assert _same(d_weights, _snapshot(t.discriminator))
     assert _same(d_grads, [p.grad for p in t.discriminator.parameters()])
     assert not _same(g_weights, _snapshot(t.generator))
@@ -46,17 +47,18 @@ def test_generator_update_leaves_discriminator_weights_and_grads(tiny_trainer, t
 
 def test_discriminator_update_leaves_generator_alone(tiny_trainer, tiny_data):
     t = tiny_trainer
-    t._generator_update(16)
+    t.gan_step.generator_update(16)
     g_weights = _snapshot(t.generator)
     g_grads = [p.grad.clone() for p in t.generator.parameters()]
-    t._discriminator_update(tiny_data[:16], None)
+    t.gan_step.discriminator_update(tiny_data[:16], None)
     assert _same(g_weights, _snapshot(t.generator))
     assert _same(g_grads, [p.grad for p in t.generator.parameters()])
 
 
 def test_n_critic_runs_that_many_discriminator_steps(tiny_data):
     g, d = tiny_models()
-    t = GANTrainer(g, d, losses.WassersteinLoss(), n_critic=3, regularizers=[losses.GradientPenalty()], seed=0)
+    seed_everything(0)
+    t = GANTrainer(g, d, losses.WassersteinLoss(), n_critic=3, regularizers=[losses.GradientPenalty()])
     t.train_step(tiny_data[:16])
     assert t.d_optimizer.state[next(iter(d.parameters()))]["step"] == 3
     assert t.g_optimizer.state[next(iter(g.parameters()))]["step"] == 1
@@ -68,7 +70,8 @@ def test_regularizer_enters_the_discriminator_loss(tiny_data):
         torch.manual_seed(0)
         g.load_state_dict(base_g)
         d.load_state_dict(base_d)
-        t = GANTrainer(g, d, losses.NonSaturatingLoss(), regularizers=regs, seed=5)
+        seed_everything(5)
+        t = GANTrainer(g, d, losses.NonSaturatingLoss(), regularizers=regs)
         return t.train_step(tiny_data[:16])
 
     g, d = tiny_models()
@@ -77,23 +80,51 @@ def test_regularizer_enters_the_discriminator_loss(tiny_data):
     assert float(penalised.d_loss) == pytest.approx(float(plain.d_loss) + 2.5, abs=1e-5)
 
 
-def test_fast_and_plain_paths_agree(tiny_data):
-    results = {}
-    for fast in (True, False):
+def _tutorial_step(g, d, opt_g, opt_d, real, latent_dim):
+    """The reference recipe's step written literally (docs/reference-recipe.md): a graph through G for the
+    discriminator's fakes, detached; D's weight gradients computed in the G update; BCE on sigmoid outputs."""
+    bce = torch.nn.BCELoss()
+    b = real.shape[0]
+    fake = g(torch.randn(b, latent_dim)).detach()
+    opt_d.zero_grad()
+    d_loss = bce(torch.sigmoid(d(real)).view(-1), torch.ones(b)) + bce(torch.sigmoid(d(fake)).view(-1), torch.zeros(b))
+    d_loss.backward()
+    opt_d.step()
+    opt_g.zero_grad()
+    g_loss = bce(torch.sigmoid(d(g(torch.randn(b, latent_dim)))).view(-1), torch.ones(b))
+    g_loss.backward()
+    opt_g.step()
+    return float(d_loss.detach()), float(g_loss.detach())
+
+
+def test_library_step_matches_the_tutorial_step_literally(tiny_data):
+    # Dropout on: the masks are drawn in the same order, so the two agree to float rounding.
+    runs = []
+    for literal in (True, False):
         torch.manual_seed(0)
         g, d = tiny_models(dropout=0.3)
-        t = GANTrainer(g, d, losses.NonSaturatingLoss(), seed=7, fast=fast)
-        loader = TensorLoader(tiny_data, batch_size=16, generator=torch.Generator().manual_seed(3))
-        t.fit(loader, epochs=3)
-        results[fast] = ([h.d_loss for h in t.state.history], _snapshot(g) + _snapshot(d))
-    assert results[True][0] == pytest.approx(results[False][0], rel=1e-5, abs=1e-6)
-    for a, b in zip(results[True][1], results[False][1]):
+        seed_everything(7)
+        opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, foreach=False)
+        opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, foreach=False)
+        losses_seen = []
+        if literal:
+            for i in range(4):
+                losses_seen.append(_tutorial_step(g, d, opt_g, opt_d, tiny_data[16 * i : 16 * (i + 1)], g.latent_dim))
+        else:
+            t = GANTrainer(g, d, losses.NonSaturatingLoss(), g_optimizer=opt_g, d_optimizer=opt_d)
+            for i in range(4):
+                r = t.train_step(tiny_data[16 * i : 16 * (i + 1)])
+                losses_seen.append((float(r.d_loss), float(r.g_loss)))
+        runs.append((losses_seen, _snapshot(g) + _snapshot(d)))
+    assert [v for pair in runs[0][0] for v in pair] == pytest.approx([v for pair in runs[1][0] for v in pair], rel=1e-5)
+    for a, b in zip(runs[0][1], runs[1][1]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_bf16_autocast_trains_with_float32_losses(tiny_data):
     g, d = tiny_models()
-    t = GANTrainer(g, d, losses.NonSaturatingLoss(), amp="bf16", seed=0)
+    seed_everything(0)
+    t = GANTrainer(g, d, losses.NonSaturatingLoss(), amp="bf16")
     r = t.train_step(tiny_data[:16])
     assert r.d_loss.dtype == torch.float32 and torch.isfinite(r.d_loss)
     assert next(g.parameters()).dtype == torch.float32
@@ -327,7 +358,8 @@ def test_fused_discriminator_forward_is_the_same_math(tiny_data):
     for fused in (False, True):
         torch.manual_seed(0)
         g, d = tiny_models(dropout=0.0)
-        t = GANTrainer(g, d, losses.NonSaturatingLoss(), seed=7, fused_d_forward=fused)
+        seed_everything(7)
+        t = GANTrainer(g, d, losses.NonSaturatingLoss(), step_class=FusedDiscriminatorStep if fused else None)
         t.fit(TensorLoader(tiny_data, batch_size=16, generator=torch.Generator().manual_seed(3)), epochs=2)
         results.append(([h.d_loss for h in t.state.history], _snapshot(g) + _snapshot(d)))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
@@ -339,5 +371,5 @@ def test_fused_discriminator_forward_refuses_batch_norm():
     g = models.mlp_generator(latent_dim=8, hidden=(16,), out_shape=(1, 4, 4))
     d = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.BatchNorm1d(8),
                             torch.nn.Linear(8, 1))
-    with pytest.raises(ValueError, match=r"fused_d_forward.*BatchNorm1d"):
-        GANTrainer(g, d, losses.NonSaturatingLoss(), fused_d_forward=True)
+    with pytest.raises(ValueError, match=r"FusedDiscriminatorStep.*BatchNorm1d"):
+        GANTrainer(g, d, losses.NonSaturatingLoss(), step_class=FusedDiscriminatorStep)

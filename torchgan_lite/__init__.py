@@ -3,14 +3,17 @@
 - :mod:`torchgan_lite.models`: generator/discriminator builders (plain functions).
 - :mod:`torchgan_lite.layers`: ``Linear`` and ``MaskDropout``, nn.Linear/nn.Dropout made faster on a CPU.
 - :mod:`torchgan_lite.losses`: loss objects that only compute values, and regularizers.
-- :class:`GANTrainer`: the training loop, with :class:`Event` hooks and checkpoints.
+- :class:`GANStep`: one training step (n_critic D updates, one G update), a plain object.
+- :class:`GANTrainer`: the loop around a step, with :class:`Event` hooks and checkpoints.
 - :mod:`torchgan_lite.data`: MNIST as one device-resident tensor, and :class:`TensorLoader`.
 """
 
 from . import callbacks, conditional, data, dcgan, ema, layers, losses, models, reporting
 from .data import TensorLoader
 from .events import Event, RemovableHandle
-from .state import EpochStats, NonFiniteLossError, StepResult, TrainerState
+from .guard import NonFinitePolicy
+from .state import EpochStats, NonFiniteLossError, StepResult, TrainerState, TrainingInterrupted
+from .step import GANStep
 from .trainer import GANTrainer
 from .utils import resolve_device, seed_everything
 
@@ -19,12 +22,15 @@ __version__ = "0.1.0"
 __all__ = [
     "EpochStats",
     "Event",
+    "GANStep",
     "GANTrainer",
     "NonFiniteLossError",
+    "NonFinitePolicy",
     "RemovableHandle",
     "StepResult",
     "TensorLoader",
     "TrainerState",
+    "TrainingInterrupted",
     "__version__",
     "callbacks",
     "conditional",

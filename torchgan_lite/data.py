@@ -19,13 +19,20 @@ from typing import Any
 
 import torch
 
-__all__ = ["DATA_ENV_VAR", "TensorLoader", "mnist", "mnist_with_labels", "resolve_data_root"]
+__all__ = ["DATA_ENV_VAR", "TensorLoader", "default_cache_dir", "mnist", "mnist_with_labels", "resolve_data_root"]
 
 DATA_ENV_VAR = "TORCHGAN_LITE_DATA"
 _MNIST_FILES = {
     True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+
+
+def default_cache_dir() -> Path:
+    """The user cache folder MNIST is downloaded into: ``$XDG_CACHE_HOME/torchgan_lite``, else
+    ``~/.cache/torchgan_lite`` (the same folder whatever the working directory)."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "torchgan_lite"
 
 
 def resolve_data_root(root: str | os.PathLike[str] | None = None) -> tuple[Path, bool]:
@@ -36,8 +43,8 @@ def resolve_data_root(root: str | os.PathLike[str] | None = None) -> tuple[Path,
 
     Returns:
         ``(folder, download)``: the argument if given, else ``$TORCHGAN_LITE_DATA``,
-        else ``./data``; ``download`` is True only for the ``./data`` fallback, the
-        one place the library may write.
+        else :func:`default_cache_dir`; ``download`` is True only for the cache
+        folder, the one place the library may write.
     """
     if root is not None:
         if not isinstance(root, (str, os.PathLike)):
@@ -46,7 +53,7 @@ def resolve_data_root(root: str | os.PathLike[str] | None = None) -> tuple[Path,
     env = os.environ.get(DATA_ENV_VAR)
     if env:
         return Path(env), False
-    return Path("data"), True
+    return default_cache_dir(), True
 
 
 def _load_mnist(root: str | os.PathLike[str] | None, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,7 +68,7 @@ def _load_mnist(root: str | os.PathLike[str] | None, train: bool) -> tuple[torch
         raise FileNotFoundError(
             f"MNIST not found: looked for {raw}/{_MNIST_FILES[train][0]} (folder from {source}). "
             f"Point root=... or ${DATA_ENV_VAR} at a folder holding MNIST/raw/ in torchvision's layout, "
-            "or unset both to download into ./data."
+            f"or unset both to download into {default_cache_dir()}."
         )
     from torchvision.datasets import MNIST  # imported late: torchvision is only needed here
 
@@ -91,7 +98,8 @@ def mnist(
 
     Args:
         root: Folder holding ``MNIST/raw/`` (torchvision's layout). ``None``: the
-            environment variable ``TORCHGAN_LITE_DATA``, else ``./data`` with download.
+            environment variable ``TORCHGAN_LITE_DATA``, else a download into
+            :func:`default_cache_dir` (``~/.cache/torchgan_lite``).
         train: The 60,000 training images (True) or the 10,000 test images (False).
         device: Where the tensor lives; put it on the training device once.
 
@@ -282,8 +290,8 @@ class TensorLoader:
             "global_batch_size": self.global_batch_size,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned, on a loader over the same data."""
+    def check_state_dict(self, state: object) -> None:
+        """Raise ``ValueError`` unless ``state`` is a :meth:`state_dict` of a loader like this one."""
         if not isinstance(state, dict) or not {"generator", "num_samples", "global_batch_size"} <= set(state):
             raise ValueError("load_state_dict expects a TensorLoader.state_dict(), got something else")
         if state["num_samples"] != self.num_samples or state["global_batch_size"] != self.global_batch_size:
@@ -292,6 +300,10 @@ class TensorLoader:
                 f"{state['global_batch_size']}, but this loader has {self.num_samples} rows in global batches of "
                 f"{self.global_batch_size} (batch_size x world_size)"
             )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned, on a loader over the same data."""
+        self.check_state_dict(state)
         self.generator.set_state(state["generator"])
         perm = state["perm"]
         self._perm = None if perm is None else perm.to(self.device)

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch import nn
 
 __all__ = [
+    "AllReduceSync",
     "all_reduce_gradients",
     "all_reduce_max",
     "all_reduce_mean",
@@ -79,6 +80,16 @@ def all_reduce_gradients(params: list[torch.Tensor], world_size: int) -> None:
         n = g.numel()
         g.copy_(flat[offset : offset + n].view_as(g))
         offset += n
+
+
+class AllReduceSync:
+    """The data-parallel gradient sync of a :class:`~torchgan_lite.step.GANStep`: average over ranks."""
+
+    def __init__(self, world_size: int) -> None:
+        self.world_size = world_size
+
+    def __call__(self, params: list[torch.Tensor]) -> None:  # type: ignore[override]
+        all_reduce_gradients(list(params), self.world_size)
 
 
 def all_reduce_mean(t: torch.Tensor, world_size: int) -> torch.Tensor:

@@ -7,7 +7,8 @@ what was expected, before anything is trained or changed.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -20,11 +21,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_batch",
+    "check_fit_data",
     "check_labels",
     "check_optimizer",
     "check_trainer_arguments",
     "local_rank_device",
-    "probe_shapes",
+    "probe",
 ]
 
 
@@ -51,36 +53,70 @@ def check_optimizer(name: str, opt: object, module: nn.Module, module_name: str)
                          f"{module_name}: build it from {module_name}.parameters()")
 
 
-def probe_shapes(trainer: GANTrainer) -> tuple[int, ...]:
-    """One tiny no-grad forward pass through G then D, in eval mode, to check they fit."""
-    g, d = trainer.generator, trainer.discriminator
+def probe(generator: nn.Module, discriminator: nn.Module, loss: object, regularizers: Sequence[object],
+          latent_dim: int, num_classes: int | None, device: torch.device, dtype: torch.dtype) -> tuple[int, ...]:
+    """One tiny forward pass through G then D (eval mode, restored after) to check that the parts fit.
+
+    Also checks that the loss gives scalars, and warns about a discriminator that ends in a
+    sigmoid (the losses take logits). Returns the sample shape.
+    """
+    g, d = generator, discriminator
     g_mode, d_mode = g.training, d.training
     g.eval()
     d.eval()
     try:
-        z = torch.zeros(2, trainer.latent_dim, device=trainer.device, dtype=trainer.param_dtype)  # (2, latent_dim)
-        y = None if trainer.num_classes is None else torch.zeros(2, dtype=torch.int64, device=trainer.device)
+        z = torch.zeros(2, latent_dim, device=device, dtype=dtype)  # (2, latent_dim)
+        y = None if num_classes is None else torch.zeros(2, dtype=torch.int64, device=device)
         with torch.no_grad():
             try:
-                fake = trainer._gen(z, y)
+                fake = g(z) if y is None else g(z, y)
             except Exception as err:
-                raise ValueError(f"latent_dim={trainer.latent_dim}: the generator rejected noise of shape "
-                                 f"(2, {trainer.latent_dim}): {type(err).__name__}: {err}") from err
+                raise ValueError(f"latent_dim={latent_dim}: the generator rejected noise of shape "
+                                 f"(2, {latent_dim}): {type(err).__name__}: {err}") from err
             if not isinstance(fake, torch.Tensor) or fake.dim() < 2 or fake.shape[0] != 2:
-                raise ValueError(f"generator must return a (B, ...) tensor for noise (2, {trainer.latent_dim}), "
+                raise ValueError(f"generator must return a (B, ...) tensor for noise (2, {latent_dim}), "
                                  f"got {getattr(fake, 'shape', type(fake).__name__)}")
             try:
-                logits = trainer._disc(fake, y)
+                logits = d(fake) if y is None else d(fake, y)
             except Exception as err:
                 raise ValueError(f"the discriminator rejected the generator's output of shape "
                                  f"{tuple(fake.shape)}: {type(err).__name__}: {err}") from err
             if not isinstance(logits, torch.Tensor) or tuple(logits.shape) not in ((2,), (2, 1)):
                 raise ValueError("discriminator must return one logit per sample, shape (B,) or (B, 1); for "
                                  f"a batch of 2 it returned {getattr(logits, 'shape', type(logits).__name__)}")
+            logits = logits.reshape(2).float()
+            for what, value in (("discriminator_loss(real_logits, fake_logits)",
+                                 loss.discriminator_loss(logits, logits)),  # type: ignore[attr-defined]
+                                ("generator_loss(fake_logits)", loss.generator_loss(logits))):  # type: ignore
+                if not isinstance(value, torch.Tensor) or value.dim() != 0:
+                    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                    raise ValueError(f"loss.{what} must return a scalar (0-d) tensor, got {shape}: reduce it, "
+                                     "e.g. with .mean()")
     finally:
         g.train(g_mode)
         d.train(d_mode)
+    leaves = [m for m in d.modules() if not list(m.children())]
+    if leaves and isinstance(leaves[-1], nn.Sigmoid):
+        warnings.warn(f"the discriminator ends in a Sigmoid, but {type(loss).__name__} takes logits: remove the "
+                      "Sigmoid (BCEWithLogits(logit) is BCE(sigmoid(logit)), and safer)", stacklevel=3)
     return tuple(fake.shape[1:])
+
+
+def check_fit_data(data: object, world_size: int) -> int | None:
+    """``fit``'s ``data`` must be a re-iterable of batches; returns its length (batches per epoch) or None."""
+    if isinstance(data, (torch.Tensor, str, bytes)) or not isinstance(data, Iterable) \
+            or type(data).__module__ == "numpy":
+        raise TypeError(f"data must be an iterable of batches, e.g. TensorLoader(images) or a DataLoader, "
+                        f"got {type(data).__name__}")
+    steps = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
+    if steps == 0:
+        raise ValueError("data is empty: it yields no batches (check batch_size against the dataset size)")
+    data_world = getattr(data, "world_size", None)
+    if isinstance(data_world, int) and data_world != world_size:
+        raise ValueError(f"data shards for world_size={data_world} but the trainer runs on {world_size} "
+                         "process(es): build the TensorLoader after the process group exists (or after the "
+                         "trainer), or pass rank= and world_size= to it")
+    return steps
 
 
 def check_batch(trainer: GANTrainer, batch: object) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -99,7 +135,8 @@ def check_batch(trainer: GANTrainer, batch: object) -> tuple[torch.Tensor, torch
                         f"(images, labels), got a {type(batch).__name__}; use TensorLoader(images, labels)")
     real = batch
     if not isinstance(real, torch.Tensor):
-        raise TypeError(f"real must be a torch.Tensor batch (or an (images, ...) tuple), got {type(real).__name__}")
+        raise TypeError(f"batch must be a torch.Tensor (or an (images, labels) tuple), got {type(real).__name__}: "
+                        "data must yield tensors (wrap arrays with torch.from_numpy and TensorLoader)")
     if real.layout != torch.strided:
         raise TypeError(f"real must be a dense (strided) tensor, got layout {real.layout}; call .to_dense()")
     if real.device.type == "meta":
@@ -137,10 +174,18 @@ def check_labels(trainer: GANTrainer, labels: object, n: int, name: str = "label
     return labels.to(trainer.device, non_blocking=True)
 
 
+def _instance(name: str, value: object, *methods: str) -> None:
+    if isinstance(value, type):
+        raise TypeError(f"{name} must be an instance, got the class {value.__name__}: write {value.__name__}()")
+    for method in methods:
+        if not callable(getattr(value, method, None)):
+            raise TypeError(f"{name} must have a callable {method}(); got {type(value).__name__} "
+                            "(see torchgan_lite.losses)")
+
+
 def check_trainer_arguments(
     generator: object, discriminator: object, loss: object, *, latent_dim: object, n_critic: object,
-    regularizers: object, seed: object, amp: object, fast: object, check_finite: object, fused_d_forward: object,
-    distributed: object, capture: object, compile: object,
+    regularizers: object, amp: object, augment: object, distributed: object, capture: object, compile: object,
 ) -> tuple[int, int | None]:
     """Check ``GANTrainer``'s arguments (before any is used).
 
@@ -149,37 +194,35 @@ def check_trainer_arguments(
         attribute when the argument is None) and the generator's ``num_classes`` (None if
         unconditional).
     """
-    if not isinstance(generator, nn.Module):
-        raise TypeError(f"generator must be a torch.nn.Module, got {type(generator).__name__}")
-    if not isinstance(discriminator, nn.Module):
-        raise TypeError(f"discriminator must be a torch.nn.Module, got {type(discriminator).__name__}")
+    for name, module in (("generator", generator), ("discriminator", discriminator)):
+        if isinstance(module, type):
+            raise TypeError(f"{name} must be an nn.Module instance, got the class {module.__name__}")
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"{name} must be a torch.nn.Module, got {type(module).__name__}")
+        if not any(p.requires_grad for p in module.parameters()):
+            raise ValueError(f"{name} has no trainable parameters: there is nothing to train")
     if generator is discriminator:
         raise ValueError("generator and discriminator must be two different modules")
-    for method in ("discriminator_loss", "generator_loss"):
-        if not callable(getattr(loss, method, None)):
-            raise TypeError(f"loss must have a callable {method}(); got {type(loss).__name__} "
-                            "(see torchgan_lite.losses)")
+    _instance("loss", loss, "discriminator_loss", "generator_loss")
     check_int("n_critic", n_critic, 1)
     if isinstance(regularizers, (str, bytes)) or not isinstance(regularizers, Sequence):
         raise TypeError(f"regularizers must be a sequence of callables, got {type(regularizers).__name__}")
     for i, reg in enumerate(regularizers):
+        if isinstance(reg, type):
+            raise TypeError(f"regularizers[{i}] must be an instance, got the class {reg.__name__}: "
+                            f"write {reg.__name__}(...)")
         if not callable(reg):
             raise TypeError(f"regularizers[{i}] must be callable as reg(D, real, fake), got {reg!r}")
-    if seed is not None:
-        check_int("seed", seed, 0)
+    if augment is not None and (isinstance(augment, type) or not callable(augment)):
+        raise TypeError(f"augment must be None or a callable x -> x (an instance), got {augment!r}")
     if amp not in (None, "bf16"):
         raise ValueError(f"amp must be None or 'bf16', got {amp!r}")
-    for flag_name, flag in (("fast", fast), ("fused_d_forward", fused_d_forward)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{flag_name} must be a bool, got {flag!r}")
     if capture not in (None, "cuda_graph"):
         raise ValueError(f"capture must be None or 'cuda_graph', got {capture!r}")
     if not isinstance(compile, bool):
         raise TypeError(f"compile must be a bool, got {compile!r}")
     if distributed is not None and not isinstance(distributed, bool):
         raise TypeError(f"distributed must be a bool or None, got {distributed!r}")
-    if not (isinstance(check_finite, bool) or check_finite == "auto"):
-        check_int("check_finite", check_finite, 1)
     if latent_dim is None:
         latent_dim = getattr(generator, "latent_dim", None)
         if latent_dim is None:
