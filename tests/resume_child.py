@@ -23,6 +23,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from torchgan_lite import Event, GANTrainer, TensorLoader, losses, models, seed_everything  # noqa: E402
+from torchgan_lite.fused import FusedDiscriminatorStep  # noqa: E402
 
 __all__ = ["KINDS", "WeightAverage", "build", "fit_recording", "single_thread", "snapshot", "tiny_data"]
 
@@ -93,19 +94,22 @@ def build(kind: str, data: torch.Tensor, device: str = "cpu") -> tuple[GANTraine
     seed_everything(0)
     if kind == "mnist":
         g, d = models.mlp_generator(), models.mlp_discriminator()
-        trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), seed=0, device=device)
+        seed_everything(0)
+        trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), device=device)
         batch = 128
     else:
         g = models.mlp_generator(latent_dim=16, hidden=(64,), out_shape=(1, 8, 8))
         d = models.mlp_discriminator(in_shape=(1, 8, 8), hidden=(64,), dropout=0.3, fast_layers=kind == "perf")
+        seed_everything(0)
         if kind == "perf":
             trainer = GANTrainer(g, d, losses.LeastSquaresLoss(), regularizers=[losses.R1Penalty(1.0)],
-                                 fused_d_forward=True, seed=0, device=device)
+                                 step_class=FusedDiscriminatorStep, device=device)
         elif kind == "wgan":
             trainer = GANTrainer(g, d, losses.WassersteinLoss(), n_critic=2,
-                                 regularizers=[losses.GradientPenalty()], seed=0, device=device)
+                                 regularizers=[losses.GradientPenalty()], device=device)
         else:
-            trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), seed=0, device=device)
+            seed_everything(0)
+            trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), device=device)
         batch = 8
     ema = WeightAverage(trainer)
     loader = TensorLoader(data.to(trainer.device), batch_size=batch)  # permutations seeded from torch's RNG

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torchgan_lite import Event, GANTrainer, TensorLoader, losses, models
+from torchgan_lite import Event, GANTrainer, TensorLoader, losses, models, seed_everything
 
 from .conftest import tiny_models
 
@@ -37,8 +37,9 @@ def _run(capture, steps, dropout, epochs=3, amp=None, regs=()):
     torch.manual_seed(0)
     g = models.mlp_generator(latent_dim=16, hidden=(64, 128), out_shape=(1, 8, 8))
     d = models.mlp_discriminator(in_shape=(1, 8, 8), hidden=(128, 64), dropout=dropout)
-    t = GANTrainer(g, d, losses.NonSaturatingLoss(), device="cuda", seed=3, capture=capture, amp=amp,
-                   regularizers=regs, check_finite=10)
+    seed_everything(3)
+    t = GANTrainer(g, d, losses.NonSaturatingLoss(), device="cuda", capture=capture, amp=amp,
+                   regularizers=regs, nonfinite=10)
     x = (torch.rand(96, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1).cuda()
     loader = TensorLoader(x, batch_size=16, generator=torch.Generator().manual_seed(2))
     seen = []

@@ -45,7 +45,8 @@ def test_five_thousand_steps_in_constant_memory(tmp_path):
         seed_everything(0)
         g = models.mlp_generator(latent_dim=8, hidden=(16,), out_shape=(1, 4, 4))
         d = models.mlp_discriminator(in_shape=(1, 4, 4), hidden=(16,), dropout=0.3)
-        trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), seed=0)
+        seed_everything(0)
+        trainer = GANTrainer(g, d, losses.NonSaturatingLoss())
         x = torch.rand(64, 1, 4, 4) * 2 - 1
         loader = TensorLoader(x, batch_size=8)  # 8 steps an epoch: 625 epochs, 625 history entries
         callbacks.ModelCheckpoint(tmp_path / "c.pt", every=125, keep_last=2).attach(trainer)  # every 1,000 steps

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from torchgan_lite import GANTrainer, TensorLoader, data, evaluate, losses, models
+from torchgan_lite import GANTrainer, TensorLoader, data, evaluate, losses, models, seed_everything
 from torchgan_lite.metrics import (
     CLASSIFIER_SHA256,
     METRIC_NAMES,
@@ -173,7 +173,8 @@ def _tiny_mnist_trainer(x: torch.Tensor, seed: int = 0) -> tuple[GANTrainer, Ten
     torch.manual_seed(seed)
     g = models.mlp_generator(latent_dim=8, hidden=(32,))
     d = models.mlp_discriminator(hidden=(32,))
-    trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), seed=seed)
+    seed_everything(seed)
+    trainer = GANTrainer(g, d, losses.NonSaturatingLoss())
     return trainer, TensorLoader(x, batch_size=64, generator=torch.Generator().manual_seed(seed))
 
 

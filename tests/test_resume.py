@@ -248,7 +248,8 @@ def test_ctrl_c_inside_a_step_does_not_leave_a_half_step_checkpoint(tmp_path):
         g = models.mlp_generator(latent_dim=16, hidden=(64,), out_shape=(1, 8, 8))
         d = models.mlp_discriminator(in_shape=(1, 8, 8), hidden=(64,), dropout=0.3)
         box: list = []
-        trainer = GANTrainer(g, d, loss_factory(box), seed=0)
+        seed_everything(0)
+        trainer = GANTrainer(g, d, loss_factory(box))
         box.append(trainer)
         return trainer, TensorLoader(tiny_data(), batch_size=8)
 

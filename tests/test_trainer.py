@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from torchgan_lite import Event, GANTrainer, TensorLoader, losses, models, seed_everything
-from torchgan_lite.step import FusedDiscriminatorStep
+from torchgan_lite.fused import FusedDiscriminatorStep
 
 from .conftest import tiny_models
 

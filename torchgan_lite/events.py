@@ -94,6 +94,17 @@ class EventHandlers:
         self._handlers[event][key] = (fn, every)
         return RemovableHandle(self, event, key)
 
+    def on(self, event: Event, every: int = 1) -> Callable[[Handler], Handler]:
+        """Decorator form of :meth:`add`: registers ``fn`` and returns it unchanged."""
+        if not isinstance(event, Event):
+            raise TypeError(f"event must be a torchgan_lite.Event, got {event!r}")
+
+        def decorator(fn: Handler) -> Handler:
+            self.add(event, fn, every)
+            return fn
+
+        return decorator
+
     def has(self, event: Event) -> bool:
         """Whether any handler is registered for ``event`` (lets the trainer skip work)."""
         return bool(self._handlers[event])

@@ -36,7 +36,7 @@ import torch
 
 from .state import NonFiniteLossError
 
-__all__ = ["DeferredGuard", "Guard", "HostGuard", "NoGuard", "NonFinitePolicy", "SkipStep"]
+__all__ = ["DeferredGuard", "Guard", "HostGuard", "NoGuard", "NonFinitePolicy", "OnBad", "SkipStep"]
 
 #: sqrt(float32 max) ~ 1.8e19: past this a squared gradient (Adam's second moment) is infinite.
 ADAM_SAFE_GRAD_NORM = 1e18

@@ -24,7 +24,9 @@ __all__ = [
     "check_step_state",
     "config_differences",
     "first_nonfinite",
+    "hand_position",
     "migrate",
+    "refuse_nonfinite",
     "restore",
 ]
 
@@ -109,7 +111,7 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: s
                 and all(isinstance(x, dict) for x in a + b):
             for i, (x, y) in enumerate(zip(a, b)):
                 out += config_differences(x, y, f"{name}[{i}].")
-        elif a != b:
+        elif a != b and not (isinstance(a, float) and isinstance(b, float) and a != a and b != b):  # nan == nan
             out.append(f"{name}: saved {a!r}, now {b!r}")
     return out
 
@@ -222,6 +224,16 @@ def first_nonfinite(state: dict[str, Any]) -> str | None:
     return None
 
 
+def refuse_nonfinite(state: dict[str, Any], path: object, step: int) -> None:
+    """Raise ``NonFiniteLossError`` naming the tensor if ``state`` holds a NaN or infinity."""
+    from .state import NonFiniteLossError
+
+    bad = first_nonfinite(state)
+    if bad is not None:
+        raise NonFiniteLossError(f"not saving {path}: {bad} holds a NaN or infinity at step {step}; the previous "
+                                 "checkpoint is kept as the last good one")
+
+
 @dataclass(frozen=True)
 class Restored:
     """What :func:`restore` hands back to the trainer."""
@@ -295,3 +307,17 @@ def restore(ckpt: dict[str, Any], source: str, *, gan_step: Any, state: Any, reg
     rng.restore_rng_state(ckpt["rng"])
     return Restored(tr["epoch_sums"], loader if data is None else None,
                     loader is None and state.epoch_step > 0)
+
+
+def hand_position(data: Any, pending: dict[str, Any] | None, lost: bool, epoch_step: int) -> None:
+    """Give ``fit``'s data the loader position a checkpoint held, or warn that it is lost."""
+    if pending is not None:
+        if hasattr(data, "load_state_dict"):
+            data.load_state_dict(pending)
+        else:
+            warnings.warn("the checkpoint holds a data-loader position but this data has no load_state_dict(): "
+                          "the interrupted epoch restarts from a fresh order", stacklevel=3)
+    elif lost:
+        warnings.warn(f"the checkpoint was saved {epoch_step} steps into an epoch from data that could not save "
+                      "its position (no state_dict(), e.g. a DataLoader): the rest of that epoch is drawn from a "
+                      "fresh order, so the run does not repeat the saved one exactly", stacklevel=3)

@@ -55,6 +55,10 @@ class StepResult:
     d_fake: torch.Tensor
     real_sign: torch.Tensor | None = None
 
+    def as_tuple(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(d_loss, g_loss, d_real, d_fake)``, still on the device."""
+        return self.d_loss, self.g_loss, self.d_real, self.d_fake
+
     def as_dict(self) -> dict[str, float]:
         """The four values as Python floats (one host synchronisation)."""
         values = torch.stack([self.d_loss, self.g_loss, self.d_real, self.d_fake]).float().tolist()

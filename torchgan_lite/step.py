@@ -20,8 +20,8 @@ construction, as small objects with one job each, not as flags on this path:
 - ``augment``: a differentiable augmentation of every discriminator input, or none.
 
 Other implementations of the same interface: :class:`~torchgan_lite.graphed.CudaGraphStep`
-(the step recorded once as a CUDA graph and replayed) and
-:class:`~torchgan_lite.compiled.CompiledGANStep` (``torch.compile``).
+(a CUDA graph), :class:`~torchgan_lite.compiled.CompiledGANStep` (``torch.compile``) and
+:class:`~torchgan_lite.fused.FusedDiscriminatorStep` (one D call on real and fake).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from .guard import Guard, NoGuard
 from .losses import GANLoss
 from .state import StepResult
 
-__all__ = ["DUpdate", "FusedDiscriminatorStep", "GANStep", "GradientSync", "NoSync", "optimizer_config"]
+__all__ = ["DUpdate", "GANStep", "GradientSync", "NoSync", "optimizer_config"]
 
 
 class GradientSync(Protocol):
@@ -277,24 +277,3 @@ class GANStep:
         if state.get("augment") is not None and aug is not None and hasattr(aug, "load_state_dict"):
             aug.load_state_dict(state["augment"])
 
-
-class FusedDiscriminatorStep(GANStep):
-    """A :class:`GANStep` that scores real and fake in one discriminator call on ``cat([real, fake])``.
-
-    One backward instead of two summed gradient sets, larger matmuls, fewer kernels. The
-    same math for a discriminator that treats samples independently (its dropout masks are
-    drawn in another order); wrong for one with batch statistics, which it refuses.
-    """
-
-    def __init__(self, generator: nn.Module, discriminator: nn.Module, *args: Any, **kwargs: Any) -> None:
-        norms = [type(m).__name__ for m in discriminator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if norms:
-            raise ValueError(f"FusedDiscriminatorStep would mix real and fake batch statistics in the "
-                             f"discriminator's {norms[0]}; use GANStep for this discriminator")
-        super().__init__(generator, discriminator, *args, **kwargs)
-
-    def score(self, real: torch.Tensor, labels: torch.Tensor | None, fake: torch.Tensor,
-              fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        both_labels = None if labels is None or fake_labels is None else torch.cat([labels, fake_labels])  # (2B,)
-        both = self.logits(torch.cat([real, fake]), both_labels)  # (2B,)
-        return both[: real.shape[0]], both[real.shape[0] :]
