@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from tests.conftest import tiny_models
-from torchgan_lite import GANTrainer, TensorLoader, dcgan, losses
+from torchgan_lite import GANTrainer, TensorLoader, dcgan, losses, seed_everything
 from torchgan_lite.ema import GeneratorEMA
 
 
@@ -100,9 +100,10 @@ def test_update_before_reset_is_a_clear_error():
 
 
 def _trainer(seed: int = 0) -> GANTrainer:
-    torch.manual_seed(seed)
+    seed_everything(seed)
     g, d = tiny_models()
-    return GANTrainer(g, d, losses.NonSaturatingLoss(), seed=seed)
+    seed_everything(seed)  # the noise and data order, as the trainer's former seed= argument did
+    return GANTrainer(g, d, losses.NonSaturatingLoss())
 
 
 def test_attached_ema_follows_training_and_sample_prefers_it(tiny_data):
@@ -174,3 +175,53 @@ def test_load_state_dict_rejects_a_foreign_state_and_changes_nothing():
     assert ema.num_updates == 0
     for got, want in zip(_params(ema.generator), before):
         assert torch.equal(got, want)
+
+
+# ---------------------------------------------------------------- half-life in images (StyleGAN2-ADA)
+
+
+def test_half_life_decay_matches_stylegan2_ada_with_ramp_up():
+    ema = GeneratorEMA.from_half_life(10_000, batch_size=128, rampup=0.05)
+    # beta = 0.5 ** (batch / max(min(half_life, images_seen * rampup), 1e-8)), images_seen = n * batch
+    assert ema.current_decay() == 0.0  # n = 0: nothing seen, the first update copies
+    ema.num_updates = 10  # 1280 images seen: the ramp-up's half-life is 64 images
+    assert ema.current_decay() == pytest.approx(0.5 ** (128 / 64))
+    ema.num_updates = 10_000  # ramp-up over: the half-life is 10,000 images
+    assert ema.current_decay() == pytest.approx(0.5 ** (128 / 10_000))
+    no_ramp = GeneratorEMA.from_half_life(10_000, batch_size=128, rampup=None, every=4)
+    assert no_ramp.current_decay() == pytest.approx(0.5 ** (512 / 10_000))  # 4 steps of 128 an update
+
+
+def test_half_life_means_the_weight_of_an_old_update_halves_after_that_many_images():
+    live, _ = tiny_models()
+    ema = GeneratorEMA.from_half_life(640, batch_size=64, rampup=None)  # 10 updates a half-life
+    ema.reset(live)
+    ema.num_updates = 1  # past the copying first update
+    with torch.no_grad():
+        for p in live.parameters():
+            p.zero_()
+    start = _params(ema.generator)
+    for _ in range(10):
+        ema.update()
+    for got, was in zip(_params(ema.generator), start):
+        torch.testing.assert_close(got, was * 0.5)
+
+
+def test_half_life_settings_are_checked_and_saved_and_old_states_load():
+    with pytest.raises(ValueError, match="half_life_images"):
+        GeneratorEMA.from_half_life(0, batch_size=128)
+    with pytest.raises(ValueError, match="batch_size"):
+        GeneratorEMA.from_half_life(10_000, batch_size=0)
+    with pytest.raises(ValueError, match="rampup"):
+        GeneratorEMA.from_half_life(10_000, batch_size=128, rampup=-1.0)
+    live, _ = tiny_models()
+    ema = GeneratorEMA.from_half_life(10_000, batch_size=128)
+    ema.reset(live)
+    ema.update()
+    state = ema.state_dict()
+    assert (state["half_life_images"], state["batch_size"], state["rampup"]) == (10_000.0, 128, 0.05)
+    old = {k: state[k] for k in ("generator", "num_updates", "decay", "warmup_steps", "every")}  # a pre-half-life file
+    other = GeneratorEMA.from_half_life(10_000, batch_size=128)
+    other.reset(live)
+    other.load_state_dict(old)
+    assert other.num_updates == 1 and other.half_life_images == 10_000.0

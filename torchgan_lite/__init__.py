@@ -8,7 +8,22 @@
 - :mod:`torchgan_lite.data`: MNIST as one device-resident tensor, and :class:`TensorLoader`.
 """
 
-from . import callbacks, conditional, data, dcgan, ema, layers, losses, models, reporting
+from . import (
+    augment,
+    callbacks,
+    conditional,
+    data,
+    dcgan,
+    ema,
+    layers,
+    losses,
+    models,
+    noise,
+    recipes,
+    regularizers,
+    reporting,
+    schedules,
+)
 from .data import TensorLoader
 from .events import Event, RemovableHandle
 from .guard import NonFinitePolicy
@@ -32,6 +47,7 @@ __all__ = [
     "TrainerState",
     "TrainingInterrupted",
     "__version__",
+    "augment",
     "callbacks",
     "conditional",
     "data",
@@ -40,7 +56,11 @@ __all__ = [
     "layers",
     "losses",
     "models",
+    "noise",
+    "recipes",
+    "regularizers",
     "reporting",
     "resolve_device",
+    "schedules",
     "seed_everything",
 ]

@@ -18,6 +18,15 @@ After each update ``n`` (counted from 0), every floating-point parameter is
 so the first update copies the live weights, the decay ramps up linearly over
 ``warmup_steps`` updates (the early, fast-changing weights are not kept for
 thousands of steps), and is ``decay`` from then on (``warmup_steps=0``: always).
+
+:meth:`GeneratorEMA.from_half_life` specifies the average as StyleGAN2-ADA does
+(``ema_kimg``, ``ema_rampup``): by the number of *images* over which an old weight's
+share halves, ramped up with the images seen so far,
+
+    half_life = min(half_life_images, images_seen * rampup),   beta_n = 0.5 ** (images_per_update / half_life)
+
+with ``images_seen = n * images_per_update`` (so again the first update copies), which
+keeps the average's reach fixed in images whatever the batch size.
 Buffers (batch-norm running statistics, spectral-norm singular vectors) are
 *copied* from the live generator, not averaged: an average of unit vectors is
 not a unit vector.
@@ -39,8 +48,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .checkpoint import check_module_state
 from .events import Event, RemovableHandle
+from .resume import check_module_state
 
 if TYPE_CHECKING:
     from .trainer import GANTrainer
@@ -67,6 +76,48 @@ class GeneratorEMA:
     """
 
     def __init__(self, decay: float = 0.999, warmup_steps: int = 0, every: int = 1) -> None:
+        self._check_and_set(decay, warmup_steps, every)
+        self.num_updates = 0
+        self.generator: nn.Module | None = None
+        self._source: nn.Module | None = None
+        #: Half-life mode (see :meth:`from_half_life`): images per half-life, images per step, ramp-up.
+        self.half_life_images: float | None = None
+        self.batch_size: int | None = None
+        self.rampup: float | None = None
+
+    @classmethod
+    def from_half_life(cls, half_life_images: float, batch_size: int, rampup: float | None = 0.05,
+                       every: int = 1) -> GeneratorEMA:
+        """An EMA whose reach is given in images, with StyleGAN2-ADA's ramp-up (``ema_kimg``, ``ema_rampup``).
+
+        Each update uses ``beta = 0.5 ** (batch_size * every / max(h, 1e-8))`` with
+        ``h = min(half_life_images, num_updates * batch_size * every * rampup)`` (``rampup=None``:
+        ``h = half_life_images`` from the first update on).
+
+        Args:
+            half_life_images: Images over which an old weight's share of the average halves
+                (StyleGAN2-ADA: ``ema_kimg * 1000``, 10,000 in the paper's configurations).
+            batch_size: Images per training step (the global batch under data parallelism).
+            rampup: The half-life is at most this fraction of the images seen so far
+                (StyleGAN2-ADA: 0.05); None: no ramp-up.
+            every: Update at every ``every``-th step (so ``batch_size * every`` images an update).
+        """
+        if isinstance(half_life_images, bool) or not isinstance(half_life_images, (int, float)) \
+                or not math.isfinite(half_life_images) or not half_life_images > 0:
+            raise ValueError(f"half_life_images must be a finite number > 0, got {half_life_images!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if rampup is not None and (isinstance(rampup, bool) or not isinstance(rampup, (int, float))
+                                   or not math.isfinite(rampup) or not rampup > 0):
+            raise ValueError(f"rampup must be a finite number > 0 or None, got {rampup!r}")
+        # decay: the asymptotic per-update decay, for display; current_decay() is what is used.
+        ema = cls(decay=0.5 ** (batch_size * every / half_life_images), every=every)
+        ema.half_life_images = float(half_life_images)
+        ema.batch_size = batch_size
+        ema.rampup = None if rampup is None else float(rampup)
+        return ema
+
+    def _check_and_set(self, decay: float, warmup_steps: int, every: int) -> None:
         if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not math.isfinite(decay):
             raise TypeError(f"decay must be a float in [0, 1), got {decay!r}")
         if not 0.0 <= decay < 1.0:
@@ -79,14 +130,22 @@ class GeneratorEMA:
         self.decay = float(decay)
         self.warmup_steps = warmup_steps
         self.every = every
-        self.num_updates = 0
-        self.generator: nn.Module | None = None
-        self._source: nn.Module | None = None
 
     # ------------------------------------------------------------------ arithmetic
 
     def current_decay(self) -> float:
-        """The decay the next update will use: ``decay * min(1, num_updates / warmup_steps)``."""
+        """The decay the next update will use: ``decay * min(1, num_updates / warmup_steps)``.
+
+        In half-life mode (:meth:`from_half_life`): ``0.5 ** (images_per_update / max(h, 1e-8))``
+        with ``h = min(half_life_images, num_updates * images_per_update * rampup)``.
+        """
+        if self.half_life_images is not None:
+            assert self.batch_size is not None
+            per_update = self.batch_size * self.every
+            half_life = self.half_life_images
+            if self.rampup is not None:
+                half_life = min(half_life, self.num_updates * per_update * self.rampup)
+            return 0.5 ** (per_update / max(half_life, 1e-8))
         if self.warmup_steps == 0:
             return self.decay
         return self.decay * min(1.0, self.num_updates / self.warmup_steps)
@@ -170,17 +229,20 @@ class GeneratorEMA:
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"generator": averaged weights, "num_updates", "decay", "warmup_steps", "every"}``."""
+        """``{"generator": averaged weights, "num_updates", "decay", "warmup_steps", "every", "half_life_images",
+        "batch_size", "rampup"}`` (the last three None unless made by :meth:`from_half_life`)."""
         if self.generator is None:
             raise RuntimeError("GeneratorEMA.state_dict() before attach(trainer) or reset(generator)")
         return {"generator": self.generator.state_dict(), "num_updates": self.num_updates, "decay": self.decay,
-                "warmup_steps": self.warmup_steps, "every": self.every}
+                "warmup_steps": self.warmup_steps, "every": self.every, "half_life_images": self.half_life_images,
+                "batch_size": self.batch_size, "rampup": self.rampup}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (checked completely before anything changes).
 
         The averaging settings are this object's (a run may be resumed with another
-        decay); the averaged weights and ``num_updates`` come from ``state``.
+        decay, or another half-life); the averaged weights and ``num_updates`` come from
+        ``state``. States saved before half-life mode existed load the same way.
 
         Raises:
             ValueError: ``state`` is not a GeneratorEMA state, or its weights do not fit.

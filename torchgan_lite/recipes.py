@@ -26,19 +26,67 @@ import torch
 from torch import nn
 
 from . import losses
+from .augment import AdaptiveAugment, DiffAugment
 from .ema import GeneratorEMA
+from .regularizers import LazyRegularizer, LeCamRegularizer, apply_spectral_norm, lazy_adam_hparams
 from .utils import check_int
 
-__all__ = ["LOSSES", "RECIPES", "TrainingParts", "build_parts", "make_loss"]
+__all__ = ["LOSSES", "RECIPES", "SPECS", "RecipeSpec", "TrainingParts", "build_parts", "make_loss"]
 
 #: The GAN losses a recipe can train with; wgan-gp is WassersteinLoss + GradientPenalty(10) with 5 critic steps.
 LOSSES: tuple[str, ...] = ("nonsaturating", "minimax", "lsgan", "wgan-gp", "hinge")
 
-#: Recipe name -> one-line description (for ``--help``); docs/recipes.md has the measurements.
-RECIPES: dict[str, str] = {
-    "reference": "the tutorial recipe: Adam(2e-4), default betas, real label 1 (docs/reference-recipe.md)",
-    "improved": "Adam betas (0.5, 0.999), real label 0.9, generator EMA 0.999 with 500 warm-up updates",
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    """What a recipe changes from the reference recipe (every default is the reference's).
+
+    Attributes:
+        description: One line for ``--help``.
+        betas: Adam's betas of both networks (reference: PyTorch's (0.9, 0.999); DCGAN: (0.5, 0.999)).
+        real_label: The non-saturating loss's real target (0.9: one-sided label smoothing).
+        g_lr, d_lr: Learning rates; None: the ``lr`` given to :func:`build_parts` (default 2e-4).
+            Different values are the two-time-scale update rule (TTUR: G 1e-4, D 4e-4).
+        ema_decay, ema_warmup: A generator EMA by decay (:class:`~torchgan_lite.ema.GeneratorEMA`); None: none.
+        ema_half_life_images, ema_rampup: A generator EMA by half-life in images
+            (:meth:`GeneratorEMA.from_half_life`, StyleGAN2-ADA's ema_kimg/ema_rampup); None: none.
+        augment_policy: DiffAugment's policy; None: no augmentation.
+        ada_target: With ``augment_policy``: start at p = 0 and let ADA steer p towards this
+            ``E[sign(D(real))]``; None: p = 1 throughout (DiffAugment).
+        lecam_weight: LeCam regularisation weight; 0: none.
+        r1_gamma, r1_every: R1 penalty (0: none), evaluated lazily every ``r1_every`` D updates with
+            StyleGAN2's correction of D's Adam hyperparameters.
+        spectral_norm: Spectral norm on every Linear/Conv layer of the discriminator.
+    """
+
+    description: str
+    betas: tuple[float, float] = (0.9, 0.999)
+    real_label: float = 1.0
+    g_lr: float | None = None
+    d_lr: float | None = None
+    ema_decay: float | None = None
+    ema_warmup: int = 0
+    ema_half_life_images: float | None = None
+    ema_rampup: float | None = 0.05
+    augment_policy: str | None = None
+    ada_target: float | None = None
+    lecam_weight: float = 0.0
+    r1_gamma: float = 0.0
+    r1_every: int = 16
+    spectral_norm: bool = False
+
+
+#: The recipes, by name. docs/recipes.md has the measurements behind them.
+SPECS: dict[str, RecipeSpec] = {
+    "reference": RecipeSpec("the tutorial recipe: Adam(2e-4), default betas, real label 1 "
+                            "(docs/reference-recipe.md)"),
+    "improved": RecipeSpec("Adam betas (0.5, 0.999), real label 0.9, generator EMA 0.999 with 500 warm-up updates",
+                           betas=(0.5, 0.999), real_label=0.9, ema_decay=0.999, ema_warmup=500),
 }
+
+#: Recipe name -> one-line description (for ``--help``).
+RECIPES: dict[str, str] = {name: spec.description for name, spec in SPECS.items()}
 
 
 @dataclass
@@ -90,23 +138,30 @@ def _adam(module: nn.Module, lr: float, betas: tuple[float, float]) -> torch.opt
 
 def build_parts(recipe: str, generator: nn.Module, discriminator: nn.Module, *, loss: str = "nonsaturating",
                 lr: float | None = None, n_critic: int | None = None,
-                steps_per_epoch: int | None = None) -> TrainingParts:
+                steps_per_epoch: int | None = None, batch_size: int = 128) -> TrainingParts:
     """Build a named recipe's training parts for ``generator`` and ``discriminator``.
 
     Args:
-        recipe: A name in :data:`RECIPES`.
+        recipe: A name in :data:`RECIPES`, or a :class:`RecipeSpec` (e.g. an ablation).
         generator: The generator (its parameters go to ``g_optimizer``).
         discriminator: The discriminator (its parameters go to ``d_optimizer``).
         loss: A name in :data:`LOSSES`.
         lr: Adam's learning rate of both networks. None: the recipe's (2e-4).
         n_critic: Discriminator updates per generator update. None: the loss's default (5 for wgan-gp, else 1).
         steps_per_epoch: Steps in one epoch, for recipes whose schedules count epochs. None: unknown.
+        batch_size: Images a step (the global batch under data parallelism), for the parts that
+            count images: an EMA by half-life, ADA's speed.
 
     Returns:
-        The parts; the callbacks are not attached yet.
+        The parts; the callbacks are not attached yet. A recipe with spectral norm changes
+        ``discriminator`` in place (:func:`~torchgan_lite.regularizers.apply_spectral_norm`).
     """
-    if recipe not in RECIPES:
-        raise ValueError(f"recipe must be one of {tuple(RECIPES)}, got {recipe!r}")
+    if isinstance(recipe, RecipeSpec):
+        spec = recipe
+    elif recipe in SPECS:
+        spec = SPECS[recipe]
+    else:
+        raise ValueError(f"recipe must be one of {tuple(SPECS)} or a RecipeSpec, got {recipe!r}")
     for name, module in (("generator", generator), ("discriminator", discriminator)):
         if not isinstance(module, nn.Module):
             raise TypeError(f"{name} must be a torch.nn.Module, got {type(module).__name__}")
@@ -116,15 +171,33 @@ def build_parts(recipe: str, generator: nn.Module, discriminator: nn.Module, *, 
         check_int("n_critic", n_critic)
     if steps_per_epoch is not None:
         check_int("steps_per_epoch", steps_per_epoch)
+    batch_size = check_int("batch_size", batch_size)
     lr = 2e-4 if lr is None else float(lr)
 
-    if recipe == "reference":
-        gan_loss, regularizers, default_n_critic = make_loss(loss)
-        return TrainingParts(gan_loss, regularizers, _adam(generator, lr, (0.9, 0.999)),
-                             _adam(discriminator, lr, (0.9, 0.999)), n_critic or default_n_critic)
-    # "improved": DCGAN's betas, one-sided label smoothing, a generator EMA.
-    gan_loss, regularizers, default_n_critic = make_loss(loss, real_label=0.9)
-    betas = (0.5, 0.999)
-    return TrainingParts(gan_loss, regularizers, _adam(generator, lr, betas), _adam(discriminator, lr, betas),
-                         n_critic or default_n_critic,
-                         callbacks=[GeneratorEMA(decay=0.999, warmup_steps=500)])
+    gan_loss, regularizers, default_n_critic = make_loss(loss, real_label=spec.real_label)
+    if spec.spectral_norm:  # before the optimizer is built: it changes D's parameters
+        apply_spectral_norm(discriminator)
+    d_lr, d_betas = spec.d_lr or lr, spec.betas
+    if spec.r1_gamma > 0:
+        regularizers.append(LazyRegularizer(losses.R1Penalty(spec.r1_gamma), every=spec.r1_every)
+                            if spec.r1_every > 1 else losses.R1Penalty(spec.r1_gamma))
+        if spec.r1_every > 1:
+            d_lr, d_betas = lazy_adam_hparams(d_lr, d_betas, spec.r1_every)
+    if spec.lecam_weight > 0:
+        regularizers.append(LeCamRegularizer(spec.lecam_weight))
+
+    callbacks: list[Any] = []
+    augment = None
+    if spec.augment_policy is not None:
+        in_shape = tuple(getattr(discriminator, "in_shape", ()))
+        augment = DiffAugment(spec.augment_policy, p=1.0 if spec.ada_target is None else 0.0,
+                              image_shape=in_shape if len(in_shape) == 3 else None)
+        if spec.ada_target is not None:
+            callbacks.append(AdaptiveAugment(augment, target=spec.ada_target, batch_size=batch_size))
+    if spec.ema_decay is not None:
+        callbacks.append(GeneratorEMA(decay=spec.ema_decay, warmup_steps=spec.ema_warmup))
+    elif spec.ema_half_life_images is not None:
+        callbacks.append(GeneratorEMA.from_half_life(spec.ema_half_life_images, batch_size, rampup=spec.ema_rampup))
+    return TrainingParts(gan_loss, regularizers, _adam(generator, spec.g_lr or lr, spec.betas),
+                         _adam(discriminator, d_lr, d_betas), n_critic or default_n_critic,
+                         augment=augment, callbacks=callbacks)

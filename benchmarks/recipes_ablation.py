@@ -1,0 +1,168 @@
+"""Ablation of the recipe parts: each part added alone to the reference recipe, trained and scored.
+
+Every run trains the reference MLP networks on MNIST (batches of 128, 468 steps an epoch)
+with one :class:`torchgan_lite.recipes.RecipeSpec`, then scores the generator (and its EMA,
+where the recipe has one) with ``torchgan_lite.metrics.evaluate_mnist`` (n samples, noise
+seed 0; docs/evaluation.md). The reference run also carries a passive half-life EMA and is
+scored with truncated noise, since neither changes training. One process, one thread
+(``torch.set_num_threads(1)``), runs one after another; each result is appended to
+``--out`` as one JSON line as soon as it exists, so an interrupted ablation keeps what it had.
+
+    TORCHGAN_LITE_DATA=/work/shared/data python benchmarks/recipes_ablation.py --epochs 3 \\
+        --out benchmarks/results/recipes_ablation_cpu.jsonl
+    python benchmarks/recipes_ablation.py --time --rounds 5      # paired step times, no training run
+
+``--time`` measures the step time of each recipe against the reference in paired,
+interleaved rounds (the same 20 steps of each recipe in turn, per round) and prints the
+median ratio: a recipe part's cost, separated from the machine's drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from torchgan_lite import GANTrainer, TensorLoader, data, models, seed_everything
+from torchgan_lite.noise import truncated_noise
+from torchgan_lite.recipes import SPECS, RecipeSpec, build_parts
+
+REF = SPECS["reference"]
+
+#: name -> the spec trained. Each ablation is the reference plus one part.
+ABLATIONS: dict[str, RecipeSpec] = {
+    "reference": REF,
+    "+diffaugment": dataclasses.replace(REF, description="DiffAugment color,translation,cutout, p = 1",
+                                        augment_policy="color,translation,cutout"),
+    "+ada": dataclasses.replace(REF, description="DiffAugment's transforms, p by ADA (target 0.6, 500k images)",
+                                augment_policy="color,translation,cutout", ada_target=0.6),
+    "+lecam": dataclasses.replace(REF, description="LeCam, weight 0.3, decay 0.99", lecam_weight=0.3),
+    "+lazy-r1": dataclasses.replace(REF, description="R1 gamma 10 every 16 D updates, Adam corrected",
+                                    r1_gamma=10.0, r1_every=16),
+    "+ttur": dataclasses.replace(REF, description="TTUR: G lr 1e-4, D lr 4e-4", g_lr=1e-4, d_lr=4e-4),
+    "+spectral-norm": dataclasses.replace(REF, description="spectral norm on every D layer", spectral_norm=True),
+    "improved": SPECS["improved"],
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--configs", nargs="*", default=list(ABLATIONS), help="names from ABLATIONS (default: all)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=int, default=10000, help="samples scored")
+    p.add_argument("--subset", type=int, default=None, help="train on the first N images only (smoke runs)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/recipes_ablation_cpu.jsonl"))
+    p.add_argument("--time", action="store_true", help="paired step timing instead of training runs")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--steps", type=int, default=20, help="steps per config and round (--time)")
+    return p.parse_args(argv)
+
+
+def make_trainer(name: str, seed: int, batch_size: int = 128) -> tuple[GANTrainer, list]:
+    seed_everything(seed)
+    generator, discriminator = models.mlp_generator(), models.mlp_discriminator()
+    parts = build_parts(ABLATIONS[name], generator, discriminator, batch_size=batch_size)
+    trainer = GANTrainer(generator, discriminator, parts.loss, g_optimizer=parts.g_optimizer,
+                         d_optimizer=parts.d_optimizer, n_critic=parts.n_critic, regularizers=parts.regularizers,
+                         augment=parts.augment, device="cpu")
+    for callback in parts.callbacks:
+        callback.attach(trainer)
+    return trainer, parts.callbacks
+
+
+def score(source, n: int) -> dict[str, float]:
+    from torchgan_lite.metrics import evaluate_mnist
+
+    result = evaluate_mnist(source, n=n)
+    return {k: round(float(v), 4) for k, v in result.items()}
+
+
+def train_and_score(name: str, args: argparse.Namespace, images: torch.Tensor) -> list[dict]:
+    from torchgan_lite.ema import GeneratorEMA
+
+    trainer, callbacks = make_trainer(name, args.seed)
+    observer = None
+    if name == "reference":  # a passive EMA: it reads the weights, draws no random numbers
+        observer = GeneratorEMA.from_half_life(10_000, 128, rampup=0.05)
+        observer.attach(trainer)
+    loader = TensorLoader(images, batch_size=128, shuffle=True, drop_last=True)
+    t0 = time.perf_counter()
+    trainer.fit(loader, epochs=args.epochs)
+    train_s = time.perf_counter() - t0
+    common = {"config": name, "description": ABLATIONS[name].description, "epochs": args.epochs,
+              "steps": trainer.state.step, "seed": args.seed, "n": args.n, "train_s": round(train_s, 1),
+              "torch": torch.__version__, "device": "cpu, 1 thread (2-core machine shared with other jobs)"}
+    rows = [{**common, "weights": "trained", **score(trainer.generator, args.n)}]
+    if trainer.ema_generator is not None:
+        tag = "ema half-life 10k images, ramp-up 0.05" if observer is not None else "ema"
+        rows.append({**common, "weights": tag, **score(trainer.ema_generator, args.n)})
+    if name == "reference":
+        for threshold in (1.0,):
+            z = truncated_noise(args.n, trainer.latent_dim, threshold, generator=torch.Generator().manual_seed(0))
+            gen = trainer.generator.eval()
+            with torch.no_grad():
+                samples = torch.cat([gen(chunk) for chunk in z.split(500)])  # (n, 1, 28, 28)
+            rows.append({**common, "weights": f"trained, truncated noise {threshold}", **score(samples, args.n)})
+        for eval_seed in (1,):  # the evaluator's own spread: other noise for the same weights
+            from torchgan_lite.metrics import evaluate_mnist
+
+            res = evaluate_mnist(trainer.generator, n=args.n, seed=eval_seed)
+            rows.append({**common, "weights": f"trained, evaluator seed {eval_seed}",
+                         **{k: round(float(v), 4) for k, v in res.items()}})
+    for callback in callbacks:
+        if hasattr(callback, "augment"):
+            for row in rows:
+                row["ada_p"] = round(callback.augment.p, 4)
+    return rows
+
+
+def time_steps(args: argparse.Namespace, images: torch.Tensor) -> None:
+    names = [n for n in args.configs]
+    trainers = {name: make_trainer(name, args.seed)[0] for name in names}
+    batch = images[:128]
+    for trainer in trainers.values():  # warm-up
+        for _ in range(3):
+            trainer.train_step(batch)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(args.rounds):
+        for name, trainer in trainers.items():
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                trainer.train_step(batch)
+            times[name].append((time.perf_counter() - t0) / args.steps)
+    ref = times["reference"]
+    for name in names:
+        ratios = [t / r for t, r in zip(times[name], ref)]
+        print(f"{name:16s} median step {statistics.median(times[name]) * 1e3:7.1f} ms   "
+              f"ratio to reference: median {statistics.median(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    unknown = [c for c in args.configs if c not in ABLATIONS]
+    if unknown:
+        sys.exit(f"unknown configs {unknown}; choose from {list(ABLATIONS)}")
+    images = data.mnist(None, device="cpu")[: args.subset]  # (60000, 1, 28, 28) in [-1, 1]
+    if args.time:
+        time_steps(args, images)
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for name in args.configs:
+        for row in train_and_score(name, args, images):
+            with args.out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps({k: row[k] for k in ("config", "weights", "fd", "kid_mean", "classifier_score",
+                                                  "coverage_kl", "precision", "recall", "train_s")}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""LeCam, lazy regularisation, StyleGAN2's Adam correction and spectral norm, against hand computations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from tests.conftest import tiny_models
+from torchgan_lite import layers, losses
+from torchgan_lite.regularizers import LazyRegularizer, LeCamRegularizer, apply_spectral_norm, lazy_adam_hparams
+
+# ---------------------------------------------------------------- LeCam
+
+
+def test_lecam_first_call_matches_a_hand_computation():
+    reg = LeCamRegularizer(weight=0.5)
+    real = torch.tensor([1.0, 2.0], requires_grad=True)
+    fake = torch.tensor([-1.0, 0.0], requires_grad=True)
+    value = reg(real, fake)
+    # First call: the averages are the means, a_R = 1.5, a_F = -0.5.
+    # mean(relu([1, 2] + 0.5)^2) + mean(relu(1.5 - [-1, 0])^2) = (2.25 + 6.25)/2 + (6.25 + 2.25)/2 = 8.5
+    assert value.item() == pytest.approx(0.5 * 8.5)
+    value.backward()
+    # d/d real_i = weight * 2 (real_i - a_F) / B; d/d fake_i = -weight * 2 (a_R - fake_i) / B
+    torch.testing.assert_close(real.grad, torch.tensor([1.5, 2.5]) * 0.5)
+    torch.testing.assert_close(fake.grad, -torch.tensor([2.5, 1.5]) * 0.5)
+    assert reg.real_ema.item() == 1.5 and reg.fake_ema.item() == -0.5
+
+
+def test_lecam_relu_ignores_reals_below_the_fake_average():
+    reg = LeCamRegularizer(weight=1.0)
+    reg(torch.tensor([0.0]), torch.tensor([0.0]))  # a_R = a_F = 0
+    # decay 0.99: a_R = 0.01 * -3 = -0.03, a_F = 0.01 * 3 = 0.03; real -3 < a_F and fake 3 > a_R: no penalty
+    assert reg(torch.tensor([-3.0]), torch.tensor([3.0])).item() == 0.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(decay=st.floats(0.0, 0.999), means=st.lists(st.tuples(st.floats(-5, 5), st.floats(-5, 5)), min_size=1,
+                                                     max_size=6))
+def test_lecam_averages_are_exponential_moving_averages(decay, means):
+    reg = LeCamRegularizer(weight=1.0, decay=decay)
+    a_r, a_f = means[0]
+    for i, (r, f) in enumerate(means):
+        reg(torch.full((3,), r), torch.full((3,), f))
+        if i:
+            a_r, a_f = decay * a_r + (1 - decay) * r, decay * a_f + (1 - decay) * f
+    assert reg.real_ema.item() == pytest.approx(a_r, abs=1e-4)
+    assert reg.fake_ema.item() == pytest.approx(a_f, abs=1e-4)
+    assert reg.num_updates == len(means)
+
+
+def test_lecam_state_resumes_exactly_and_is_checked():
+    logits = torch.randn(10, 2, 8, generator=torch.Generator().manual_seed(0))
+    straight, first = LeCamRegularizer(0.3), LeCamRegularizer(0.3)
+    want = [straight(r, f) for r, f in logits]
+    for r, f in logits[:4]:
+        first(r, f)
+    resumed = LeCamRegularizer(0.3)
+    resumed.load_state_dict(first.state_dict())
+    got = [resumed(r, f) for r, f in logits[4:]]
+    assert all(torch.equal(a, b) for a, b in zip(got, want[4:]))
+    with pytest.raises(ValueError, match="real_ema"):
+        resumed.load_state_dict({"real_ema": torch.zeros(()), "fake_ema": None, "num_updates": 1})
+    with pytest.raises(ValueError, match="num_updates"):
+        resumed.load_state_dict({"real_ema": None})
+    assert LeCamRegularizer.uses_logits is True
+
+
+def test_lecam_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="decay"):
+        LeCamRegularizer(1.0, decay=1.0)
+    with pytest.raises(ValueError, match="weight"):
+        LeCamRegularizer(-1.0)
+    with pytest.raises(TypeError, match="real_logits"):
+        LeCamRegularizer(1.0)(torch.zeros(2, dtype=torch.int64), torch.zeros(2))
+
+
+# ---------------------------------------------------------------- lazy regularisation
+
+
+class _Counting:
+    """A regularizer returning 1 + the number of times it was called."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, d, real, fake):
+        self.calls += 1
+        return torch.tensor(float(self.calls))
+
+
+@given(every=st.integers(1, 7), n=st.integers(1, 30))
+def test_lazy_returns_every_times_the_penalty_every_kth_call_else_zero(every, n):
+    inner = _Counting()
+    lazy = LazyRegularizer(inner, every=every)
+    real = torch.zeros(2, 3)
+    values = [lazy(None, real, real).item() for _ in range(n)]
+    due = [i for i in range(n) if i % every == 0]  # the first call included, as StyleGAN2's phase at batch 0
+    want = [0.0] * n
+    for k, i in enumerate(due):
+        want[i] = every * (k + 1)
+    assert values == want
+    assert inner.calls == len(due)
+    assert sum(values) == every * sum(range(1, len(due) + 1))
+
+
+def test_lazy_r1_is_every_times_r1_on_due_calls_and_its_zero_matches_the_input():
+    torch.manual_seed(0)
+    _, d = tiny_models()
+    real = torch.randn(4, 1, 4, 4, dtype=torch.float64)
+    d = d.double()
+    lazy = LazyRegularizer(losses.R1Penalty(10.0), every=4)
+    first = lazy(d, real, real)
+    torch.testing.assert_close(first, 4 * losses.R1Penalty(10.0)(d, real, real))
+    zero = lazy(d, real, real)
+    assert zero.item() == 0.0 and zero.dtype == torch.float64 and zero.shape == ()
+
+
+def test_lazy_passes_uses_logits_through_and_saves_counter_and_inner_state():
+    lazy = LazyRegularizer(LeCamRegularizer(1.0), every=3)
+    assert lazy.uses_logits is True
+    assert LazyRegularizer(losses.R1Penalty(), every=3).uses_logits is False
+    r, f = torch.tensor([1.0, 2.0]), torch.tensor([0.0, -1.0])
+    for _ in range(4):
+        lazy(r, f)
+    state = lazy.state_dict()
+    assert state["calls"] == 4 and state["reg"]["num_updates"] == 2  # LeCam ran at calls 0 and 3
+    other = LazyRegularizer(LeCamRegularizer(1.0), every=3)
+    other.load_state_dict(state)
+    assert other.calls == 4 and not other.is_due()
+    assert torch.equal(other.reg.real_ema, lazy.reg.real_ema)
+    with pytest.raises(ValueError, match="calls"):
+        other.load_state_dict({"every": 3})
+    with pytest.raises(ValueError, match="every"):
+        LazyRegularizer(losses.R1Penalty(), every=0)
+    with pytest.raises(TypeError, match="reg"):
+        LazyRegularizer(3.0)
+
+
+def test_lazy_adam_hparams_is_stylegan2s_correction():
+    lr, (b1, b2) = lazy_adam_hparams(0.0025, (0.0, 0.99), every=16)  # StyleGAN2's D at R1 every 16
+    c = 16 / 17
+    assert lr == pytest.approx(0.0025 * c)
+    assert (b1, b2) == (0.0, pytest.approx(0.99**c))
+    lr, (b1, b2) = lazy_adam_hparams(2e-4, (0.5, 0.999), every=4)
+    assert lr == pytest.approx(1.6e-4) and b1 == pytest.approx(0.5**0.8) and b2 == pytest.approx(0.999**0.8)
+    with pytest.raises(ValueError, match="lr"):
+        lazy_adam_hparams(0.0, (0.9, 0.999), 4)
+    with pytest.raises(ValueError, match="betas"):
+        lazy_adam_hparams(1e-3, (0.9, 1.0), 4)
+
+
+# ---------------------------------------------------------------- spectral norm
+
+
+def _largest_singular_value(w: torch.Tensor) -> float:
+    return torch.linalg.matrix_norm(w.detach().flatten(1), ord=2).item()
+
+
+def test_spectral_norm_makes_every_layer_1_lipschitz_including_layers_linear():
+    torch.manual_seed(0)
+    d = nn.Sequential(layers.Linear(12, 20), nn.LeakyReLU(0.2), nn.Linear(20, 7),
+                      nn.Unflatten(1, (7, 1, 1)), nn.Conv2d(7, 5, 1), nn.Flatten(), nn.Linear(5, 1))
+    for m in d:
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            with torch.no_grad():
+                m.weight.mul_(10)  # far from norm 1 before
+    assert apply_spectral_norm(d) is d
+    x = torch.randn(8, 12)
+    for _ in range(50):  # power iterations, one per training forward
+        d(x)
+    normed = [m for m in d if isinstance(m, (nn.Linear, nn.Conv2d))]
+    assert len(normed) == 4
+    for m in normed:
+        assert _largest_singular_value(m.weight) == pytest.approx(1.0, abs=1e-3)
+    # layers.Linear's forward uses the normalised weight: its output is x @ W_sn^T + b
+    first = d[0]
+    torch.testing.assert_close(first(x), x @ first.weight.T + first.bias)
+
+
+def test_spectral_norm_state_dict_round_trips_and_is_idempotent():
+    torch.manual_seed(0)
+    _, d = tiny_models()
+    apply_spectral_norm(d)
+    apply_spectral_norm(d)  # no second parametrization
+    assert all(len(m.parametrizations["weight"]) == 1 for m in d.modules() if isinstance(m, nn.Linear))
+    x = torch.randn(5, 1, 4, 4)
+    for _ in range(3):
+        d(x)
+    d.eval()
+    want = d(x)
+    torch.manual_seed(1)
+    _, other = tiny_models()
+    apply_spectral_norm(other)
+    other.load_state_dict(d.state_dict())
+    other.eval()
+    assert torch.equal(other(x), want)
+    assert any(k.endswith("_u") for k in d.state_dict())
+
+
+def test_spectral_norm_bad_arguments_are_named():
+    with pytest.raises(TypeError, match="module"):
+        apply_spectral_norm("D")
+    with pytest.raises(ValueError, match="no Linear or Conv"):
+        apply_spectral_norm(nn.ReLU())
+
+
+def test_spectral_norm_gradients_reach_the_original_weight():
+    torch.manual_seed(0)
+    d = apply_spectral_norm(nn.Sequential(layers.Linear(6, 4), nn.Tanh(), layers.Linear(4, 1)))
+    d(torch.randn(3, 6)).sum().backward()
+    original = d[0].parametrizations.weight.original
+    assert original.grad is not None and math.isfinite(original.grad.abs().sum().item())
+    assert original.grad.abs().sum().item() > 0

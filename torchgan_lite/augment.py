@@ -1,0 +1,296 @@
+"""Differentiable augmentation of the discriminator's inputs: DiffAugment, and ADA's adaptive probability.
+
+A discriminator trained on few images memorises them; augmenting *every* image it sees
+(the real batch and the fake batches, in the D and the G update alike) with
+differentiable transforms keeps it from doing so without leaking the augmentations into
+the generator (Zhao et al. 2020, "Differentiable Augmentation for Data-Efficient GAN
+Training"; Karras et al. 2020, "Training Generative Adversarial Networks with Limited
+Data", ADA). The step applies ``augment(x)`` to each discriminator input
+(docs/architecture.md):
+
+    augment = DiffAugment("color,translation,cutout", p=1.0)
+    trainer = GANTrainer(G, D, loss, augment=augment)
+    AdaptiveAugment(augment, target=0.6).attach(trainer)   # ADA: p follows D's overfitting
+
+The transforms are those of the authors' ``DiffAugment_pytorch.py``, per sample:
+
+- ``color``: brightness ``x + (u - 0.5)``, saturation ``(x - mean_c) * 2u + mean_c`` (a no-op
+  on one channel), contrast ``(x - mean_chw) * (u + 0.5) + mean_chw``, ``u ~ U(0, 1)``;
+- ``translation``: a shift by up to 1/8 of the height and width (3 pixels at 28), zeros
+  shifted in;
+- ``cutout``: a square of half the height and width (14 at 28) set to 0, centred anywhere.
+
+Each transform is applied to each sample with probability ``p`` (``p = 1``: always, as
+DiffAugment; ADA moves ``p``). ``p`` is a 0-d buffer, so reading it in the forward and
+adjusting it in :class:`AdaptiveAugment` need no host synchronisation; random numbers
+come from torch's global RNG on the input's device, so seeded runs repeat.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .events import Event, RemovableHandle
+from .utils import check_int
+
+if TYPE_CHECKING:
+    from .trainer import GANTrainer
+
+__all__ = ["POLICIES", "STATE_NAME", "AdaptiveAugment", "DiffAugment", "rand_brightness", "rand_contrast",
+           "rand_cutout", "rand_saturation", "rand_translation"]
+
+STATE_NAME = "adaptive_augment"
+
+
+def _uniform(x: torch.Tensor) -> torch.Tensor:
+    return torch.rand(x.shape[0], 1, 1, 1, dtype=x.dtype, device=x.device)  # (B, 1, 1, 1)
+
+
+def rand_brightness(x: torch.Tensor) -> torch.Tensor:
+    """``x + (u - 0.5)`` per sample, ``u ~ U(0, 1)``. ``x``: ``(B, C, H, W)``."""
+    return x + (_uniform(x) - 0.5)
+
+
+def rand_saturation(x: torch.Tensor) -> torch.Tensor:
+    """``(x - channel mean) * 2u + channel mean`` per sample (the identity when C = 1)."""
+    mean = x.mean(dim=1, keepdim=True)  # (B, 1, H, W)
+    return (x - mean) * (_uniform(x) * 2) + mean
+
+
+def rand_contrast(x: torch.Tensor) -> torch.Tensor:
+    """``(x - image mean) * (u + 0.5) + image mean`` per sample."""
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
+    return (x - mean) * (_uniform(x) + 0.5) + mean
+
+
+def _grid(x: torch.Tensor, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return torch.meshgrid(torch.arange(x.shape[0], device=x.device), torch.arange(rows, device=x.device),
+                          torch.arange(cols, device=x.device), indexing="ij")  # 3 x (B, rows, cols)
+
+
+def rand_translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
+    """Shift each sample by ``(dy, dx)``, each uniform in ``[-s, s]`` with ``s = round(ratio * size)``.
+
+    ``out[b, :, i, j] = x[b, :, i + dy, j + dx]``, 0 where that falls outside the image.
+    """
+    b, _, h, w = x.shape
+    sy, sx = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    dy = torch.randint(-sy, sy + 1, size=(b, 1, 1), device=x.device)  # (B, 1, 1)
+    dx = torch.randint(-sx, sx + 1, size=(b, 1, 1), device=x.device)
+    gb, gy, gx = _grid(x, h, w)
+    # In the zero-padded image, index 0 and h + 1 are the padding: clamping sends every
+    # out-of-range read there.
+    gy = torch.clamp(gy + dy + 1, 0, h + 1)
+    gx = torch.clamp(gx + dx + 1, 0, w + 1)
+    padded = F.pad(x, [1, 1, 1, 1])  # (B, C, H + 2, W + 2)
+    return padded.permute(0, 2, 3, 1)[gb, gy, gx].permute(0, 3, 1, 2)  # (B, C, H, W)
+
+
+def rand_cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
+    """Zero a ``round(ratio * H) x round(ratio * W)`` square of each sample, at a uniform centre.
+
+    The square covers rows ``[oy - sh // 2, oy - sh // 2 + sh)`` (clipped to the image) with
+    ``oy`` uniform in ``[0, H + (1 - sh % 2))``, and likewise columns.
+    """
+    b, _, h, w = x.shape
+    sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    oy = torch.randint(0, h + (1 - sh % 2), size=(b, 1, 1), device=x.device)  # (B, 1, 1)
+    ox = torch.randint(0, w + (1 - sw % 2), size=(b, 1, 1), device=x.device)
+    rows = torch.arange(h, device=x.device).view(1, h, 1) - (oy - sh // 2)  # (B, H, 1): row - top
+    cols = torch.arange(w, device=x.device).view(1, 1, w) - (ox - sw // 2)  # (B, 1, W): column - left
+    inside = (rows >= 0) & (rows < sh) & (cols >= 0) & (cols < sw)  # (B, H, W)
+    return x * (~inside).to(x.dtype).unsqueeze(1)
+
+
+#: Policy name -> its transforms, in order (as DiffAugment's AUGMENT_FNS).
+POLICIES: dict[str, tuple[Any, ...]] = {
+    "color": (rand_brightness, rand_saturation, rand_contrast),
+    "translation": (rand_translation,),
+    "cutout": (rand_cutout,),
+}
+
+
+class DiffAugment(nn.Module):
+    """DiffAugment (Zhao et al. 2020) with a per-sample probability ``p``: ``x -> x``, differentiable.
+
+    Args:
+        policy: Comma-separated names from :data:`POLICIES`, applied in that order
+            (the paper's choice for unconditional GANs: all three).
+        p: Probability that each transform is applied to each sample, in [0, 1] (1: DiffAugment;
+            :class:`AdaptiveAugment` moves it, as ADA does).
+        image_shape: ``(C, H, W)`` (or ``(H, W)``) of one sample, to augment flat inputs
+            ``(B, C*H*W)`` (MLP networks); images ``(B, C, H, W)`` need none.
+
+    Attributes:
+        probability: ``p`` as a 0-d float32 buffer (saved in ``state_dict``).
+        last_batch_size: The batch size of the last forward (0 before any), for ADA's speed.
+    """
+
+    probability: torch.Tensor
+
+    def __init__(self, policy: str = "color,translation,cutout", p: float = 1.0,
+                 image_shape: tuple[int, ...] | None = None) -> None:
+        super().__init__()
+        if not isinstance(policy, str):
+            raise TypeError(f"policy must be a str such as 'color,translation,cutout', got {policy!r}")
+        names = [name.strip() for name in policy.split(",") if name.strip()]
+        unknown = [name for name in names if name not in POLICIES]
+        if unknown or not names:
+            raise ValueError(f"policy must name transforms from {sorted(POLICIES)} separated by commas, got {policy!r}")
+        self.policy = ",".join(names)
+        self.transforms = [fn for name in names for fn in POLICIES[name]]
+        if image_shape is not None:
+            image_shape = tuple(image_shape)
+            if len(image_shape) == 2:
+                image_shape = (1, *image_shape)
+            if len(image_shape) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1
+                                            for s in image_shape):
+                raise ValueError(f"image_shape must be (C, H, W) or (H, W) of positive ints, got {image_shape!r}")
+        self.image_shape: tuple[int, int, int] | None = image_shape  # type: ignore[assignment]
+        self.register_buffer("probability", torch.tensor(_check_p(p), dtype=torch.float32))
+        self.last_batch_size = 0
+
+    @property
+    def p(self) -> float:
+        """The probability as a Python float (reading it synchronises with the device)."""
+        return float(self.probability)
+
+    @p.setter
+    def p(self, value: float) -> None:
+        self.probability.fill_(_check_p(value))
+
+    def extra_repr(self) -> str:
+        return f"policy={self.policy!r}, image_shape={self.image_shape}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Augment ``x``: ``(B, C, H, W)``, or ``(B, C*H*W)`` given ``image_shape``; same shape out."""
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"DiffAugment needs a floating-point tensor, got "
+                            f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
+        flat_shape = None
+        if x.dim() == 2:
+            if self.image_shape is None or math.prod(self.image_shape) != x.shape[1]:
+                raise ValueError(f"DiffAugment got flat inputs {tuple(x.shape)}: give image_shape=(C, H, W) with "
+                                 f"C*H*W = {x.shape[1]} (got image_shape={self.image_shape})")
+            flat_shape = x.shape
+            x = x.view(x.shape[0], *self.image_shape)  # (B, C, H, W)
+        elif x.dim() != 4:
+            raise ValueError(f"DiffAugment needs (B, C, H, W) or (B, C*H*W) inputs, got shape {tuple(x.shape)}")
+        self.last_batch_size = x.shape[0]
+        p = self.probability.to(device=x.device, dtype=x.dtype)
+        for transform in self.transforms:
+            # Each transform on a random subset of the samples: draw for every sample, keep where u < p.
+            keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype) < p  # (B, 1, 1, 1)
+            x = torch.where(keep, transform(x), x)
+        return x if flat_shape is None else x.reshape(flat_shape)
+
+
+def _check_p(p: object) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p):
+        raise TypeError(f"p must be a float in [0, 1], got {p!r}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be in [0, 1], got {p}")
+    return float(p)
+
+
+class AdaptiveAugment:
+    """ADA's feedback loop (Karras et al. 2020): raise ``augment.p`` while D overfits, lower it otherwise.
+
+    After every ``interval`` steps, with ``r_t`` the mean over those steps of
+    ``trainer.state.last.real_sign`` (the mean of ``sign(D(real))`` in the step's last D
+    update),
+
+        p <- clamp(p + sign(r_t - target) * batch * interval / speed_images, 0, 1)
+
+    so ``p`` can go from 0 to 1 in ``speed_images`` images (the paper: 500k). Everything runs
+    on the device: the sum of ``real_sign`` is a device tensor, ``p`` a device buffer; the
+    host reads nothing. The sum and the step count are this callback's state, saved in
+    checkpoints under ``"adaptive_augment"`` (with ``p``), so a resumed run adjusts exactly
+    as an unbroken one.
+
+    Args:
+        augment: The :class:`DiffAugment` (or any module with a 0-d ``probability`` buffer) to adjust.
+        target: The value of ``r_t`` to hold (the paper: 0.6).
+        interval: Steps between adjustments (the paper: 4).
+        speed_images: Images over which ``p`` can rise from 0 to 1 (the paper: 500,000).
+        batch_size: Images a step; None: the augment's ``last_batch_size`` (the real batch of
+            this process; under data parallelism give the global batch).
+    """
+
+    def __init__(self, augment: nn.Module, target: float = 0.6, interval: int = 4, speed_images: int = 500_000,
+                 batch_size: int | None = None) -> None:
+        prob = getattr(augment, "probability", None)
+        if not isinstance(prob, torch.Tensor) or prob.numel() != 1:
+            raise TypeError(f"augment must be a DiffAugment (a module with a 0-d 'probability' buffer), got "
+                            f"{type(augment).__name__}")
+        if isinstance(target, bool) or not isinstance(target, (int, float)) or not -1.0 <= target <= 1.0:
+            raise ValueError(f"target must be a float in [-1, 1] (a mean of signs), got {target!r}")
+        self.augment = augment
+        self.target = float(target)
+        self.interval = check_int("interval", interval)
+        self.speed_images = check_int("speed_images", speed_images)
+        self.batch_size = None if batch_size is None else check_int("batch_size", batch_size)
+        self.sign_sum: torch.Tensor | None = None  # sum of real_sign since the last adjustment
+        self.steps = 0  # steps seen (the adjustment happens when steps % interval == 0)
+
+    def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:
+        """Adjust at every STEP_END; save this callback's state in checkpoints as ``"adaptive_augment"``."""
+        for attr in ("add_callback", "register_state", "state"):
+            if not hasattr(trainer, attr):
+                raise TypeError(f"trainer must be a GANTrainer (no {attr!r}), got {type(trainer).__name__}")
+        trainer.register_state(STATE_NAME, self)
+        return [trainer.add_callback(Event.STEP_END, self._on_step)]
+
+    def _on_step(self, trainer: GANTrainer) -> None:
+        real_sign = getattr(trainer.state.last, "real_sign", None)
+        if real_sign is None:
+            raise RuntimeError("AdaptiveAugment needs trainer.state.last.real_sign (the mean of sign(D(real))), "
+                               "which this trainer's StepResult does not provide")
+        self.observe(real_sign)
+
+    @torch.no_grad()
+    def observe(self, real_sign: torch.Tensor | float) -> None:
+        """Add one step's ``real_sign``; at every ``interval``-th step, adjust ``p`` and restart the sum."""
+        prob = self.augment.probability  # type: ignore[union-attr]
+        value = torch.as_tensor(real_sign, dtype=torch.float32, device=prob.device)
+        if self.sign_sum is None:
+            self.sign_sum = torch.zeros((), dtype=torch.float32, device=prob.device)
+        self.sign_sum = self.sign_sum.to(prob.device)
+        self.sign_sum.add_(value.reshape(()))
+        self.steps += 1
+        if self.steps % self.interval == 0:
+            batch = self.batch_size or getattr(self.augment, "last_batch_size", 0)
+            if not batch:
+                raise RuntimeError("AdaptiveAugment: the batch size is unknown (the augment has not run yet); "
+                                   "pass batch_size=")
+            rate = batch * self.interval / self.speed_images
+            adjust = torch.sign(self.sign_sum / self.interval - self.target) * rate
+            prob.copy_((prob + adjust).clamp_(0.0, 1.0))
+            self.sign_sum.zero_()
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"p": tensor, "sign_sum": tensor or None, "steps": int}`` (copies)."""
+        return {"p": self.augment.probability.detach().clone(),  # type: ignore[union-attr]
+                "sign_sum": None if self.sign_sum is None else self.sign_sum.detach().clone(),
+                "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore ``p``, the partial sum and the step count (checked before anything changes)."""
+        if not isinstance(state, dict) or not {"p", "sign_sum", "steps"} <= set(state):
+            raise ValueError(f"expected an AdaptiveAugment.state_dict() with p, sign_sum and steps, got "
+                             f"{sorted(state) if isinstance(state, dict) else type(state).__name__}")
+        p, sign_sum = state["p"], state["sign_sum"]
+        if not isinstance(p, torch.Tensor) or p.numel() != 1 or not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"AdaptiveAugment state: p must be a 1-element tensor in [0, 1], got {p!r}")
+        if sign_sum is not None and (not isinstance(sign_sum, torch.Tensor) or sign_sum.numel() != 1):
+            raise ValueError(f"AdaptiveAugment state: sign_sum must be a 1-element tensor or None, got {sign_sum!r}")
+        steps = check_int("steps", state["steps"], minimum=0)
+        prob = self.augment.probability  # type: ignore[union-attr]
+        prob.copy_(p.reshape(()))
+        self.sign_sum = None if sign_sum is None else sign_sum.detach().clone().float().reshape(()).to(prob.device)
+        self.steps = steps
