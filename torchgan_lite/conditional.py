@@ -18,19 +18,22 @@ Both carry ``num_classes``; the generator also carries ``latent_dim``, so
 ``(images, labels)`` batches (``TensorLoader(images, labels)``). Labels must be an
 int64 tensor ``(B,)`` with one class index per sample; anything else raises a
 ``TypeError``/``ValueError`` that says what was given.
+
+Both builders are registered (:mod:`torchgan_lite.registry`): the modules record how
+they were built in ``module.config``, which checkpoints save.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from .layers import layer_types
 from .models import _check_sizes, _check_slope
+from .registry import register_builder
 from .utils import check_bool, check_int
 
 __all__ = [
@@ -40,7 +43,6 @@ __all__ = [
     "class_accuracy",
     "conditional_mlp_discriminator",
     "conditional_mlp_generator",
-    "conditional_mlp_generator_from_state",
     "digit_grid_labels",
 ]
 
@@ -87,9 +89,10 @@ class ConditionalMLPGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"z must have shape (B, {self.latent_dim}), got {tuple(z.shape)}")
-        check_labels(y, z.shape[0], self.num_classes, "y")
+        if not torch.jit.is_scripting():  # the input checks are Python's; TorchScript compiles the rest
+            if z.dim() != 2 or z.shape[1] != self.latent_dim:
+                raise ValueError(f"z must have shape (B, {self.latent_dim}), got {tuple(z.shape)}")
+            check_labels(y, z.shape[0], self.num_classes, "y")
         h = torch.cat([z, self.embed(y).to(z.dtype)], dim=1)  # (B, latent_dim + embed_dim)
         return self.net(h).view(z.shape[0], *self.out_shape)  # (B, *out_shape)
 
@@ -122,9 +125,11 @@ class ConditionalMLPDiscriminator(nn.Module):
             nn.init.normal_(self.embed.weight, std=1.0 / math.sqrt(width))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if x.dim() < 1 or tuple(x.shape[1:]) != self.in_shape:
-            raise ValueError(f"x must have shape (B, {', '.join(map(str, self.in_shape))}), got {tuple(x.shape)}")
-        check_labels(y, x.shape[0], self.num_classes, "y")
+        if not torch.jit.is_scripting():  # the input checks are Python's; TorchScript compiles the rest
+            if x.dim() < 1 or tuple(x.shape[1:]) != self.in_shape:
+                raise ValueError(f"x must have shape (B, {', '.join(map(str, self.in_shape))}), "
+                                 f"got {tuple(x.shape)}")
+            check_labels(y, x.shape[0], self.num_classes, "y")
         flat = x.flatten(1)  # (B, prod(in_shape))
         if self.projection:
             h = self.trunk(flat)  # (B, H)
@@ -133,6 +138,7 @@ class ConditionalMLPDiscriminator(nn.Module):
         return self.head(h).squeeze(1)  # (B,)
 
 
+@register_builder("conditional_mlp_generator")
 def conditional_mlp_generator(
     num_classes: int = 10,
     latent_dim: int = 100,
@@ -171,6 +177,7 @@ def conditional_mlp_generator(
     )
 
 
+@register_builder("conditional_mlp_discriminator")
 def conditional_mlp_discriminator(
     num_classes: int = 10,
     in_shape: Sequence[int] = (1, 28, 28),
@@ -222,38 +229,6 @@ def conditional_mlp_discriminator(
         embed,
         check_bool("fast_layers", fast_layers),
     )
-
-
-_LINEAR_WEIGHT = re.compile(r"^net\.(\d+)\.weight$")
-
-
-def conditional_mlp_generator_from_state(state: Mapping[str, torch.Tensor], latent_dim: int,
-                                         sample_shape: Sequence[int]) -> ConditionalMLPGenerator:
-    """Rebuild the :func:`conditional_mlp_generator` that ``state`` (its ``state_dict``) fits, and load it.
-
-    The number of classes and the embedding size come from ``embed.weight``, the hidden
-    widths from the Linear weights ``net.K.weight``.
-
-    Raises:
-        ValueError: ``state`` is not the state of a conditional MLP generator with these shapes.
-    """
-    embed = state.get("embed.weight")
-    layers = sorted((int(m.group(1)), v) for k, v in state.items() if (m := _LINEAR_WEIGHT.match(k)))
-    shapes = [tuple(w.shape) for _, w in layers if isinstance(w, torch.Tensor)]
-    if not isinstance(embed, torch.Tensor) or embed.dim() != 2 or not shapes or any(len(s) != 2 for s in shapes):
-        raise ValueError(f"not a conditional_mlp_generator state (keys {sorted(state)[:6]})")
-    num_classes, embed_dim = int(embed.shape[0]), int(embed.shape[1])
-    widths = [shapes[0][1]] + [s[0] for s in shapes]  # latent + embed, hidden..., prod(sample_shape)
-    chained = all(shapes[i][1] == shapes[i - 1][0] for i in range(1, len(shapes)))
-    if not chained or widths[0] != latent_dim + embed_dim or widths[-1] != math.prod(sample_shape):
-        raise ValueError(f"the generator's Linear shapes {shapes} do not map latent_dim={latent_dim} plus a "
-                         f"{embed_dim}-d label embedding to samples of shape {tuple(sample_shape)}")
-    g = conditional_mlp_generator(num_classes, latent_dim, tuple(widths[1:-1]), tuple(sample_shape), embed_dim)
-    try:
-        g.load_state_dict(dict(state))
-    except RuntimeError as err:
-        raise ValueError(f"not a conditional_mlp_generator state: {str(err).splitlines()[0]}") from err
-    return g
 
 
 def digit_grid_labels(num_classes: int = 10, per_class: int = 10, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -21,12 +21,14 @@ With ``num_classes`` both become class-conditional, like
 :mod:`torchgan_lite.conditional`: the generator concatenates a label embedding to
 the noise, the discriminator adds a projection term ``<embed(y), h>`` on its
 flattened features; they then take ``(z, y)`` / ``(x, y)`` with int64 labels ``(B,)``.
+
+Both builders are registered (:mod:`torchgan_lite.registry`): the modules record how
+they were built in ``module.config``, which checkpoints save.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import torch
@@ -35,6 +37,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from .conditional import check_labels
 from .models import _check_slope
+from .registry import register_builder
 from .utils import check_int
 
 __all__ = [
@@ -44,7 +47,6 @@ __all__ = [
     "Norm",
     "dcgan_discriminator",
     "dcgan_generator",
-    "dcgan_generator_from_state",
 ]
 
 Norm = Literal["batch", "spectral"] | None
@@ -89,6 +91,17 @@ def _apply_spectral_norm(module: nn.Module) -> None:
             spectral_norm(m)
 
 
+def _check_label_argument(who: str, conditional_call: str, plain_call: str, num_classes: int | None,
+                          y: object, batch: int) -> None:
+    """A conditional network takes int64 labels ``(B,)``; an unconditional one takes none."""
+    if num_classes is not None:
+        if y is None:
+            raise TypeError(f"this {who} is conditional (num_classes={num_classes}): call it as {conditional_call}")
+        check_labels(y, batch, num_classes, "y")
+    elif y is not None:
+        raise TypeError(f"this {who} is not conditional (num_classes=None): call it as {plain_call}")
+
+
 class DCGANGenerator(nn.Module):
     """Noise ``(B, latent_dim)`` (and labels ``(B,)`` if conditional) -> images ``(B, C, S, S)`` in [-1, 1]."""
 
@@ -119,16 +132,12 @@ class DCGANGenerator(nn.Module):
             _apply_spectral_norm(self)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if z.dim() != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(f"z must have shape (B, {self.latent_dim}), got {tuple(z.shape)}")
-        if self.embed is not None:
-            assert self.num_classes is not None
-            if y is None:
-                raise TypeError(f"this generator is conditional (num_classes={self.num_classes}): call it as G(z, y)")
-            check_labels(y, z.shape[0], self.num_classes, "y")
+        if not torch.jit.is_scripting():  # the input checks are Python's; TorchScript compiles the rest
+            if z.dim() != 2 or z.shape[1] != self.latent_dim:
+                raise ValueError(f"z must have shape (B, {self.latent_dim}), got {tuple(z.shape)}")
+            _check_label_argument("generator", "G(z, y)", "G(z)", self.num_classes, y, z.shape[0])
+        if self.embed is not None and y is not None:
             z = torch.cat([z, self.embed(y).to(z.dtype)], dim=1)  # (B, latent_dim + embed_dim)
-        elif y is not None:
-            raise TypeError("this generator is not conditional (num_classes=None): call it as G(z)")
         return self.net(z[:, :, None, None])  # (B, C, S, S)
 
 
@@ -159,22 +168,19 @@ class DCGANDiscriminator(nn.Module):
             _apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if tuple(x.shape[1:]) != self.in_shape or x.dim() != 4:
-            raise ValueError(f"x must have shape (B, {', '.join(map(str, self.in_shape))}), got {tuple(x.shape)}")
+        if not torch.jit.is_scripting():  # the input checks are Python's; TorchScript compiles the rest
+            if tuple(x.shape[1:]) != self.in_shape or x.dim() != 4:
+                raise ValueError(f"x must have shape (B, {', '.join(map(str, self.in_shape))}), "
+                                 f"got {tuple(x.shape)}")
+            _check_label_argument("discriminator", "D(x, y)", "D(x)", self.num_classes, y, x.shape[0])
         h = self.trunk(x).flatten(1)  # (B, F)
         logit = self.head(h).squeeze(1)  # (B,)
-        if self.embed is not None:
-            assert self.num_classes is not None
-            if y is None:
-                raise TypeError(f"this discriminator is conditional (num_classes={self.num_classes}): "
-                                "call it as D(x, y)")
-            check_labels(y, x.shape[0], self.num_classes, "y")
+        if self.embed is not None and y is not None:
             logit = logit + (self.embed(y).to(h.dtype) * h).sum(dim=1)  # projection term, (B,)
-        elif y is not None:
-            raise TypeError("this discriminator is not conditional (num_classes=None): call it as D(x)")
         return logit
 
 
+@register_builder("dcgan_generator")
 def dcgan_generator(
     latent_dim: int = 100,
     image_size: int = 28,
@@ -209,6 +215,7 @@ def dcgan_generator(
     return DCGANGenerator(latent_dim, image_size, channels, base_width, norm, num_classes, embed)
 
 
+@register_builder("dcgan_discriminator")
 def dcgan_discriminator(
     image_size: int = 28,
     channels: int = 1,
@@ -235,41 +242,3 @@ def dcgan_discriminator(
     if num_classes is not None:
         num_classes = check_int("num_classes", num_classes)
     return DCGANDiscriminator(image_size, channels, base_width, norm, _check_slope(negative_slope), num_classes)
-
-
-def dcgan_generator_from_state(state: Mapping[str, torch.Tensor], latent_dim: int,
-                               sample_shape: Sequence[int]) -> DCGANGenerator:
-    """Rebuild the :func:`dcgan_generator` that ``state`` (its ``state_dict``) fits, and load it.
-
-    The image size and channels come from ``sample_shape``; the norm from the keys
-    (spectral-norm parametrisations, batch-norm running means); the base width from the
-    last layer's input channels; ``num_classes`` and ``embed_dim`` from ``embed.weight``.
-
-    Raises:
-        ValueError: ``state`` is not the state of a DCGAN generator with these shapes.
-    """
-    shape = tuple(int(s) for s in sample_shape)
-    if len(shape) != 3 or shape[1] != shape[2] or shape[1] not in IMAGE_SIZES:
-        raise ValueError(f"a DCGAN generator makes (C, S, S) images with S in {sorted(IMAGE_SIZES)}, "
-                         f"got sample_shape {shape}")
-    keys = list(state)
-    norm: Norm = "spectral" if any(".parametrizations." in k for k in keys) else (
-        "batch" if any(k.endswith("running_mean") for k in keys) else None)
-    suffix = "parametrizations.weight.original" if norm == "spectral" else "weight"
-    convs = sorted((int(k.split(".")[1]), v) for k, v in state.items()
-                   if k.startswith("net.") and k.endswith(suffix) and isinstance(v, torch.Tensor) and v.dim() == 4)
-    if len(convs) < 2:
-        raise ValueError(f"not a dcgan_generator state (keys {keys[:6]})")
-    base_width = int(convs[-1][1].shape[0])  # ConvTranspose2d weight: (in, out, k, k)
-    embed = state.get("embed.weight")
-    if embed is None:
-        embed = state.get("embed.parametrizations.weight.original")
-    num_classes = None if embed is None else int(embed.shape[0])
-    embed_dim = None if embed is None else int(embed.shape[1])
-    try:
-        g = dcgan_generator(latent_dim, shape[1], shape[0], base_width, norm, num_classes, embed_dim)
-        g.load_state_dict(dict(state))
-    except (RuntimeError, ValueError, TypeError) as err:
-        raise ValueError(f"not a dcgan_generator state for latent_dim={latent_dim}, sample_shape={shape}: "
-                         f"{str(err).splitlines()[0]}") from err
-    return g

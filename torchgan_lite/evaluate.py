@@ -2,11 +2,12 @@
 
     python -m torchgan_lite.evaluate runs/mnist_mlp/checkpoint.pt --n 10000 --json metrics.json
 
-The generator is rebuilt from the checkpoint by :func:`torchgan_lite.sample.load_generator`
-(the EMA weights if the checkpoint holds them), sampled with noise seeded by ``--seed``, and
-scored by :func:`torchgan_lite.metrics.evaluate_mnist`. The table's "real data" column is
-the same metric for ``n`` real training images against the test set: the best a
-generator can be expected to reach at this ``n``.
+The generator is rebuilt from the checkpoint as :func:`torchgan_lite.sample.load_generator`
+does (the EMA weights if the checkpoint holds them), sampled with noise seeded by ``--seed``
+(a conditional generator with the balanced labels ``0, 1, ..., 9, 0, ...``, as
+``MetricsCallback`` samples it), and scored by :func:`torchgan_lite.metrics.evaluate_mnist`.
+The table's "real data" column is the same metric for ``n`` real training images against
+the test set: the best a generator can be expected to reach at this ``n``.
 """
 
 from __future__ import annotations
@@ -57,13 +58,19 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
     from .checkpoint import load_checkpoint
     from .metrics import evaluate_mnist
-    from .sample import generator_state, load_generator
+    from .sample import generator_from_checkpoint, generator_state, sample_images
 
     try:
-        generator = load_generator(args.checkpoint, device=args.device)
         ckpt = load_checkpoint(args.checkpoint)
-        which = generator_state(ckpt, args.checkpoint)[1]
-        result = evaluate_mnist(generator, n=args.n, batch_size=args.batch_size, data_root=args.data_root,
+        source = f"checkpoint {args.checkpoint}"
+        generator = generator_from_checkpoint(ckpt, device=args.device, source=source)
+        which = generator_state(ckpt, source)[1]
+        scored = generator
+        if getattr(generator, "num_classes", None) is not None:
+            # Balanced labels 0, 1, ..., num_classes - 1, 0, ... on the same seeded noise bank: the samples
+            # MetricsCallback scores during training.
+            scored = sample_images(generator, args.n, seed=args.seed, batch_size=args.batch_size)  # (n, 1, 28, 28)
+        result = evaluate_mnist(scored, n=args.n, batch_size=args.batch_size, data_root=args.data_root,
                                 device=args.device, seed=args.seed)
     except (FileNotFoundError, ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Generator and discriminator builders: plain functions that return an ``nn.Module``.
 
 With their defaults, :func:`mlp_generator` and :func:`mlp_discriminator` are exactly
-the networks of the reference MNIST recipe (``shared/seed-recipe.md``):
+the networks of the reference MNIST recipe (``docs/reference-recipe.md``):
 
 - generator, 1,486,352 parameters:
   ``Linear(100,256) LReLU Linear(256,512) LReLU Linear(512,1024) LReLU Linear(1024,784) Tanh``
@@ -19,7 +19,10 @@ By default both are built from :mod:`torchgan_lite.layers` (``Linear``,
 the tutorial's modules bit for bit.
 
 A generator declares ``latent_dim`` (an int attribute) so the trainer can draw
-noise for it; a custom generator may declare it too, or the trainer is told.
+noise for it; a custom generator may declare it too, or the trainer is told. Both
+declare ``num_classes = None`` (unconditional; see :mod:`torchgan_lite.conditional`).
+The builders are registered (:mod:`torchgan_lite.registry`): each module records its
+builder and arguments in ``module.config``, which checkpoints save.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import torch
 from torch import nn
 
 from .layers import MaskDropout, layer_types
+from .registry import register_builder
 from .utils import check_bool, check_int
 
 __all__ = ["MLPDiscriminator", "MLPGenerator", "MaskDropout", "mlp_discriminator", "mlp_generator"]
@@ -60,6 +64,7 @@ class MLPGenerator(nn.Module):
                  fast_layers: bool = True):
         super().__init__()
         self.latent_dim = latent_dim
+        self.num_classes: int | None = None  # unconditional: called as G(z)
         self.out_shape = out_shape
         linear, _ = layer_types(fast_layers)
         layers: list[nn.Module] = []
@@ -81,6 +86,7 @@ class MLPDiscriminator(nn.Module):
     def __init__(self, in_shape: tuple[int, ...], hidden: tuple[int, ...], dropout: float, negative_slope: float,
                  fast_layers: bool = True):
         super().__init__()
+        self.num_classes: int | None = None  # unconditional: called as D(x)
         self.in_shape = in_shape
         linear, dropout_layer = layer_types(fast_layers)
         layers: list[nn.Module] = []
@@ -98,6 +104,7 @@ class MLPDiscriminator(nn.Module):
         return self.net(h).squeeze(1)  # (B,)
 
 
+@register_builder("mlp_generator")
 def mlp_generator(
     latent_dim: int = 100,
     hidden: Sequence[int] = (256, 512, 1024),
@@ -117,7 +124,7 @@ def mlp_generator(
 
     Returns:
         A module mapping ``(B, latent_dim)`` to ``(B, *out_shape)`` in [-1, 1] (Tanh);
-        it carries ``latent_dim`` and ``out_shape`` attributes.
+        it carries ``latent_dim``, ``num_classes`` (None), ``out_shape`` and ``config`` attributes.
     """
     return MLPGenerator(
         check_int("latent_dim", latent_dim),
@@ -128,6 +135,7 @@ def mlp_generator(
     )
 
 
+@register_builder("mlp_discriminator")
 def mlp_discriminator(
     in_shape: Sequence[int] = (1, 28, 28),
     hidden: Sequence[int] = (1024, 512, 256),
@@ -149,6 +157,7 @@ def mlp_discriminator(
 
     Returns:
         A module mapping ``(B, *in_shape)`` to logits ``(B,)``; no sigmoid, the loss owns it.
+        It carries ``num_classes`` (None), ``in_shape`` and ``config`` attributes.
     """
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")

@@ -2,17 +2,26 @@
 
     python -m torchgan_lite.sample runs/mnist_mlp/checkpoint.pt --n 64 --out grid.png
     python -m torchgan_lite.sample runs/mnist_mlp/checkpoint.pt --n 1000 --tensor samples.pt --seed 1
-
-:func:`load_generator` rebuilds an :func:`~torchgan_lite.models.mlp_generator` from the
-shapes stored in a checkpoint (``latent_dim``, ``sample_shape`` and the Linear weight
-shapes, which give the hidden widths) and loads its weights. If the checkpoint's
-``extra`` dict holds an ``"ema"`` entry with a ``"generator"`` state dict (an
-exponential moving average of the weights), that one is preferred. Conditional MLP
-generators (:mod:`torchgan_lite.conditional`) and DCGAN generators (:mod:`torchgan_lite.dcgan`)
-are recognised from their weights too; ``--digit D`` draws only digit D from a conditional one
-(without it, a conditional grid cycles through the classes 0, 1, 2, ...).
-
     python -m torchgan_lite.sample runs/mnist_conditional/checkpoint.pt --digit 7 --out sevens.png
+
+:func:`load_generator` rebuilds the generator a checkpoint was trained with and loads its
+weights: the exponential moving average of them (``extra["ema"]["generator"]``, written by
+:class:`~torchgan_lite.ema.GeneratorEMA`) when the checkpoint has one, unless
+``use_ema=False`` (``--no-ema``). A conditional generator draws the digit asked for with
+``--digit D``; without it, a grid cycles through the classes 0, 1, 2, ...
+
+How the generator is rebuilt:
+
+- Checkpoints of format 2 hold ``models["generator"]``, the record every registered
+  builder leaves on its module (:func:`torchgan_lite.registry.module_config`):
+  :func:`torchgan_lite.registry.build` makes the same network, whatever builder and
+  size (MLP, conditional MLP, DCGAN at 28, 32 or 64, or a builder of your own that is
+  registered and imported).
+- Older checkpoints (format 1, no ``models`` entry) hold no such record: the builder and
+  its arguments are read off the weight shapes and ``trainer``'s ``latent_dim``,
+  ``sample_shape`` and ``num_classes`` (:func:`legacy_generator_config`). This finds
+  the library's three generators; arguments that leave no trace in the weights
+  (``negative_slope``) get their defaults.
 """
 
 from __future__ import annotations
@@ -29,23 +38,41 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import registry
 from .checkpoint import load_checkpoint
-from .models import mlp_generator
 from .utils import resolve_device
 
-__all__ = ["generator_state", "load_generator", "main", "mlp_generator_from_state", "sample_images"]
+__all__ = [
+    "generator_from_checkpoint",
+    "generator_state",
+    "legacy_generator_config",
+    "load_generator",
+    "main",
+    "sample_images",
+]
 
-_LINEAR_WEIGHT = re.compile(r"^net\.(\d+)\.weight$")
+_LINEAR_WEIGHT = re.compile(r"^net\.(\d+)\.weight$")  # nn.Sequential Linear weights, (out, in)
+_CUSTOM = "build your generator yourself and load ckpt['generator'] into it"
 
 
-def generator_state(ckpt: Mapping[str, Any], source: str = "checkpoint") -> tuple[dict[str, torch.Tensor], str]:
-    """The generator weights to sample from: the EMA copy if the checkpoint has one, else the trained ones.
+def generator_state(ckpt: Mapping[str, Any], source: str = "checkpoint",
+                    use_ema: bool = True) -> tuple[dict[str, torch.Tensor], str]:
+    """The generator weights to sample from: the EMA copy if asked for and saved, else the trained ones.
+
+    Args:
+        ckpt: A loaded checkpoint.
+        source: How to name the checkpoint in errors.
+        use_ema: Prefer ``ckpt["extra"]["ema"]["generator"]`` when it is there.
 
     Returns:
         ``(state_dict, which)`` with ``which`` either ``"ema"`` or ``"generator"``.
+
+    Raises:
+        ValueError: the checkpoint holds no generator state dict.
     """
-    ema = ckpt.get("extra", {}).get("ema") if isinstance(ckpt.get("extra"), Mapping) else None
-    if isinstance(ema, Mapping) and isinstance(ema.get("generator"), Mapping):
+    extra = ckpt.get("extra")
+    ema = extra.get("ema") if isinstance(extra, Mapping) else None
+    if use_ema and isinstance(ema, Mapping) and isinstance(ema.get("generator"), Mapping):
         return dict(ema["generator"]), "ema"
     state = ckpt.get("generator")
     if not isinstance(state, Mapping):
@@ -53,74 +80,141 @@ def generator_state(ckpt: Mapping[str, Any], source: str = "checkpoint") -> tupl
     return dict(state), "generator"
 
 
-def mlp_generator_from_state(state: Mapping[str, torch.Tensor], latent_dim: int, sample_shape: Sequence[int],
-                             source: str = "checkpoint") -> nn.Module:
-    """Build the :func:`~torchgan_lite.models.mlp_generator` that ``state`` fits, and load it.
+def _classes(embed: torch.Tensor) -> dict[str, int]:
+    """``num_classes`` and ``embed_dim`` from a label embedding ``(num_classes, embed_dim)``; the latter only
+    when it is not the builders' default (``num_classes``), so the config reads as the call that made it."""
+    num_classes, embed_dim = int(embed.shape[0]), int(embed.shape[1])
+    return {"num_classes": num_classes} | ({"embed_dim": embed_dim} if embed_dim != num_classes else {})
 
-    The hidden widths are read from the Linear weights ``net.K.weight`` ``(out, in)``.
 
-    Raises:
-        ValueError: ``state`` is not the state of an ``mlp_generator`` with these shapes
-            (say, a custom generator: build it yourself and load ``ckpt["generator"]``).
-    """
+def _dcgan_config(state: Mapping[str, torch.Tensor], latent_dim: int, shape: tuple[int, ...],
+                  source: str) -> registry.Config:
+    from .dcgan import IMAGE_SIZES
+
+    if len(shape) != 3 or shape[1] != shape[2] or shape[1] not in IMAGE_SIZES:
+        raise ValueError(f"{source}: a DCGAN generator makes (C, S, S) images with S in {sorted(IMAGE_SIZES)}, "
+                         f"but the checkpoint's sample_shape is {shape}")
+    spectral = any(".parametrizations." in k for k in state)
+    norm = "spectral" if spectral else "batch" if any(k.endswith("running_mean") for k in state) else None
+    suffix = "parametrizations.weight.original" if spectral else "weight"
+    convs = sorted((int(k.split(".")[1]), v) for k, v in state.items()
+                   if k.startswith("net.") and k.endswith(suffix) and isinstance(v, torch.Tensor) and v.dim() == 4)
+    if len(convs) < 2:
+        raise ValueError(f"{source}: not a dcgan_generator state (state keys {sorted(state)[:6]}); {_CUSTOM}")
+    embed = state.get("embed.weight", state.get("embed.parametrizations.weight.original"))
+    kwargs = {"latent_dim": latent_dim, "image_size": shape[1], "channels": shape[0],
+              "base_width": int(convs[-1][1].shape[0]),  # the last ConvTranspose2d's weight: (in, out, k, k)
+              "norm": norm}
+    if isinstance(embed, torch.Tensor):
+        kwargs |= _classes(embed)
+    return {"builder": "dcgan_generator", "kwargs": kwargs}
+
+
+def _mlp_config(state: Mapping[str, torch.Tensor], latent_dim: int, shape: tuple[int, ...],
+                source: str) -> registry.Config:
     layers = sorted((int(m.group(1)), v) for k, v in state.items() if (m := _LINEAR_WEIGHT.match(k)))
     shapes = [tuple(w.shape) for _, w in layers if isinstance(w, torch.Tensor)]
-    not_mlp = (f"{source}: the generator is not an mlp_generator (state keys {sorted(state)[:6]}); "
-               "build your generator class and load ckpt['generator'] into it")
-    if not shapes or any(len(s) != 2 for s in shapes):
-        raise ValueError(not_mlp)
-    widths = [shapes[0][1]] + [s[0] for s in shapes]  # latent, hidden..., prod(sample_shape)
+    embed = state.get("embed.weight")
+    if not shapes or any(len(s) != 2 for s in shapes) or (embed is not None and embed.dim() != 2):
+        raise ValueError(f"{source}: the generator is not an mlp_generator, conditional_mlp_generator or "
+                         f"dcgan_generator (state keys {sorted(state)[:6]}); {_CUSTOM}")
+    embed_dim = 0 if embed is None else int(embed.shape[1])
+    widths = [shapes[0][1]] + [s[0] for s in shapes]  # latent (+ embedding), hidden..., prod(sample_shape)
     chained = all(shapes[i][1] == shapes[i - 1][0] for i in range(1, len(shapes)))
-    if not chained or widths[0] != latent_dim or widths[-1] != math.prod(sample_shape):
-        raise ValueError(f"{source}: the generator's Linear shapes {shapes} do not map latent_dim={latent_dim} "
-                         f"to samples of shape {tuple(sample_shape)}")
-    generator = mlp_generator(latent_dim=latent_dim, hidden=tuple(widths[1:-1]), out_shape=tuple(sample_shape))
+    if not chained or widths[0] != latent_dim + embed_dim or widths[-1] != math.prod(shape):
+        label = f" plus a {embed_dim}-d label embedding" if embed is not None else ""
+        raise ValueError(f"{source}: the generator's Linear shapes {shapes} do not map latent_dim={latent_dim}"
+                         f"{label} to samples of shape {shape}")
+    kwargs: dict[str, Any] = {"latent_dim": latent_dim, "hidden": widths[1:-1], "out_shape": list(shape)}
+    if embed is None:
+        return {"builder": "mlp_generator", "kwargs": kwargs}
+    kwargs |= _classes(embed)
+    return {"builder": "conditional_mlp_generator", "kwargs": kwargs}
+
+
+def legacy_generator_config(ckpt: Mapping[str, Any], source: str = "checkpoint") -> registry.Config:
+    """The builder config of a checkpoint written before configs were saved (format 1), read off its weights.
+
+    A transposed convolution first means :func:`~torchgan_lite.dcgan.dcgan_generator`
+    (norm from the keys, base width from the last layer, classes from ``embed``); a chain
+    of Linear weights means :func:`~torchgan_lite.models.mlp_generator`, or
+    :func:`~torchgan_lite.conditional.conditional_mlp_generator` with an ``embed.weight``.
+    ``latent_dim`` and ``sample_shape`` come from ``ckpt["trainer"]``.
+
+    Raises:
+        ValueError: no ``trainer`` entry with ``latent_dim`` and ``sample_shape``, or weights
+            that none of the three generators has (a custom generator).
+    """
+    info = ckpt.get("trainer")
+    if not isinstance(info, Mapping) or "latent_dim" not in info or "sample_shape" not in info:
+        raise ValueError(f"{source}: no 'models' entry saying how the generator was built, and no 'trainer' entry "
+                         f"with latent_dim and sample_shape to rebuild it from its weights; {_CUSTOM}")
+    state = ckpt.get("generator")
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{source}: no generator state dict in the checkpoint (its keys: {sorted(ckpt)[:8]})")
+    latent_dim, shape = int(info["latent_dim"]), tuple(int(s) for s in info["sample_shape"])
+    first = state.get("net.0.weight", state.get("net.0.parametrizations.weight.original"))
+    if isinstance(first, torch.Tensor) and first.dim() == 4:  # a transposed convolution first: a DCGAN
+        return _dcgan_config(state, latent_dim, shape, source)
+    return _mlp_config(state, latent_dim, shape, source)
+
+
+def generator_from_checkpoint(ckpt: Mapping[str, Any], device: torch.device | str = "cpu", use_ema: bool = True,
+                              source: str = "checkpoint") -> nn.Module:
+    """The generator of a loaded checkpoint (see :func:`load_generator`), in eval mode on ``device``.
+
+    Raises:
+        ValueError: the generator cannot be rebuilt, or the weights do not fit it.
+    """
+    dev = resolve_device(device)
+    if not isinstance(use_ema, bool):
+        raise TypeError(f"use_ema must be a bool, got {use_ema!r}")
+    state, which = generator_state(ckpt, source, use_ema)
+    if "models" in ckpt:  # format 2: the builder's own record
+        models = ckpt["models"]
+        config = models.get("generator") if isinstance(models, Mapping) else None
+        if config is None:
+            raise ValueError(f"{source}: its generator was not made by a registered builder (models['generator'] "
+                             f"is None); {_CUSTOM}")
+    else:
+        config = legacy_generator_config(ckpt, source)
+    try:
+        generator = registry.build(config)
+    except ValueError as err:
+        raise ValueError(f"{source}: {err}") from err
     try:
         generator.load_state_dict(state)
     except RuntimeError as err:
-        raise ValueError(f"{not_mlp}: {str(err).splitlines()[0]}") from err
-    return generator
+        raise ValueError(f"{source}: the {which} weights do not fit the {config['builder']} it was built with: "
+                         f"{str(err).splitlines()[0]}") from err
+    info = ckpt.get("trainer")
+    saved_classes = info.get("num_classes") if isinstance(info, Mapping) else None
+    if saved_classes is not None and getattr(generator, "num_classes", None) != saved_classes:
+        raise ValueError(f"{source}: saved with num_classes={saved_classes}, but its generator is for "
+                         f"num_classes={getattr(generator, 'num_classes', None)}")
+    return generator.to(dev).eval()
 
 
-def load_generator(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> nn.Module:
+def load_generator(path: str | os.PathLike[str], device: torch.device | str = "cpu",
+                   use_ema: bool = True) -> nn.Module:
     """The generator saved in a torchgan_lite checkpoint, in eval mode on ``device``.
 
     Args:
         path: A checkpoint written by ``GANTrainer.save_checkpoint`` (or ``ModelCheckpoint``).
         device: Where to put the generator (``"cpu"``, ``"cuda"``, ``"auto"``...).
+        use_ema: Load the EMA weights when the checkpoint has them (False: the trained weights).
 
     Returns:
-        An ``mlp_generator``, ``conditional_mlp_generator`` or ``dcgan_generator`` (with
-        ``latent_dim``, ``out_shape`` and, if conditional, ``num_classes``); EMA weights if saved.
+        The generator the run trained (``mlp_generator``, ``conditional_mlp_generator``,
+        ``dcgan_generator`` or another registered builder's module), with ``latent_dim``,
+        ``num_classes`` and ``config``.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: not a readable torchgan_lite checkpoint, or none of those generators in it.
+        ValueError: not a readable torchgan_lite checkpoint, or its generator cannot be rebuilt.
     """
-    dev = resolve_device(device)
     ckpt = load_checkpoint(path)  # checks the file and its format; weights_only loading
-    source = f"checkpoint {path}"
-    trainer_info = ckpt.get("trainer")
-    if not isinstance(trainer_info, Mapping) or "latent_dim" not in trainer_info or "sample_shape" not in trainer_info:
-        raise ValueError(f"{source}: no 'trainer' entry with latent_dim and sample_shape")
-    state, _ = generator_state(ckpt, source)
-    latent_dim, sample_shape = int(trainer_info["latent_dim"]), [int(s) for s in trainer_info["sample_shape"]]
-    num_classes = trainer_info.get("num_classes")
-    first = state.get("net.0.weight", state.get("net.0.parametrizations.weight.original"))
-    if isinstance(first, torch.Tensor) and first.dim() == 4:  # a transposed convolution first: a DCGAN
-        from .dcgan import dcgan_generator_from_state
-
-        generator: nn.Module = dcgan_generator_from_state(state, latent_dim, sample_shape)
-    elif num_classes is not None:
-        from .conditional import conditional_mlp_generator_from_state
-
-        generator = conditional_mlp_generator_from_state(state, latent_dim, sample_shape)
-    else:
-        generator = mlp_generator_from_state(state, latent_dim, sample_shape, source)
-    if getattr(generator, "num_classes", None) != num_classes:
-        raise ValueError(f"{source}: saved with num_classes={num_classes}, but its generator weights are for "
-                         f"num_classes={getattr(generator, 'num_classes', None)}")
-    return generator.to(dev).eval()
+    return generator_from_checkpoint(ckpt, device, use_ema, f"checkpoint {path}")
 
 
 def sample_images(generator: nn.Module, n: int, seed: int | None = None, batch_size: int = 1024,
@@ -179,6 +273,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     p.add_argument("--digit", type=int, default=None,
                    help="conditional checkpoints: draw only this class (default: cycle through the classes)")
+    p.add_argument("--no-ema", action="store_true",
+                   help="sample the trained weights even if the checkpoint holds an EMA of them")
     args = p.parse_args(argv)
     if args.n < 1:
         p.error(f"--n must be >= 1, got {args.n}")
@@ -195,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parse_args(argv)
     try:
-        generator = load_generator(args.checkpoint, device=args.device)
+        generator = load_generator(args.checkpoint, device=args.device, use_ema=not args.no_ema)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
