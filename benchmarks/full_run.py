@@ -2,7 +2,7 @@
 
     python -m benchmarks.full_run --device cuda --capture cuda_graph --json full.json
 
-The recipe of ``shared/seed-recipe.md`` through the public API: seeded reference
+The recipe of ``docs/reference-recipe.md`` through the public API: seeded reference
 networks, ``NonSaturatingLoss``, Adam(2e-4), batches of 128 from a TensorLoader
 over MNIST on the device. Reports the wall time of ``fit`` (data already decoded),
 the stepping time summed over epochs, and the evaluator's figures beside the

@@ -1,6 +1,6 @@
 """A faithful copy of the tutorial's MNIST MLP GAN loop: the benchmarks' baseline.
 
-This is the classic "vanilla GAN on MNIST" loop of ``shared/seed-recipe.md`` as the
+This is the classic "vanilla GAN on MNIST" loop of ``docs/reference-recipe.md`` as the
 tutorial writes it, with exactly two changes, both needed to benchmark the *correct*
 algorithm without globals:
 
