@@ -107,7 +107,7 @@ def test_no_checkpoint_from_the_middle_of_a_step(tiny_trainer, tiny_data, tmp_pa
                 raise KeyboardInterrupt  # after the D update of step 3, before its G update
             return inner.generator_loss(f)
 
-    tiny_trainer.loss = InterruptInGeneratorLoss()
+    tiny_trainer.gan_step.loss = InterruptInGeneratorLoss()
     with pytest.raises(KeyboardInterrupt):
         tiny_trainer.fit(TensorLoader(tiny_data, batch_size=16), epochs=5)
     assert tiny_trainer.in_step and not path.exists()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torchgan_lite import Event, GANTrainer, TensorLoader, losses, models, seed_everything
+from torchgan_lite import Event, GANStep, GANTrainer, TensorLoader, losses, models, seed_everything
+from torchgan_lite.graphed import CudaGraphStep
 
 from .conftest import tiny_models
 
@@ -20,7 +21,7 @@ def test_capture_falls_back_with_a_reason_on_cpu():
     g, d = tiny_models()
     with pytest.warns(UserWarning, match="eager step runs: CUDA graphs need a CUDA device"):
         t = GANTrainer(g, d, losses.NonSaturatingLoss(), capture="cuda_graph")
-    assert t.capture is None
+    assert type(t.gan_step) is GANStep
     t.fit(TensorLoader(torch.rand(32, 1, 4, 4) * 2 - 1, batch_size=8), epochs=1)
     assert t.state.step == 4
 
@@ -53,7 +54,7 @@ def _run(capture, steps, dropout, epochs=3, amp=None, regs=()):
 def test_graphed_step_matches_the_eager_step(dropout):
     eager, eager_seen = _run(None, 15, dropout)
     graphed, graphed_seen = _run("cuda_graph", 15, dropout)
-    assert graphed._graph_step is not None and graphed._graph_step.graph is not None  # really replayed
+    assert isinstance(graphed.gan_step, CudaGraphStep) and graphed.gan_step.graph is not None  # really replayed
     assert graphed.state.step == eager.state.step == 15
     for a, b in zip(eager_seen, graphed_seen):
         assert a == pytest.approx(b, rel=1e-4, abs=1e-5)
@@ -82,12 +83,12 @@ def test_graphed_resume_continues_the_loader_position(tmp_path):
 def test_graph_falls_back_for_regularizers():
     with pytest.warns(UserWarning, match="double backward"):
         t, _ = _run("cuda_graph", 4, 0.0, regs=[losses.R1Penalty()])
-    assert t.capture is None and t.state.step == 4
+    assert type(t.gan_step) is GANStep and t.state.step == 4
 
 
 @cuda
 def test_graphed_bf16_trains():
     t, seen = _run("cuda_graph", 10, 0.3, amp="bf16")
-    assert t._graph_step.graph is not None
+    assert t.gan_step.graph is not None
     assert all(torch.isfinite(torch.tensor(list(s.values()))).all() for s in seen)
     assert seen[0] != seen[-1]

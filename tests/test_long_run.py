@@ -74,7 +74,7 @@ def test_five_thousand_steps_in_constant_memory(tmp_path):
             assert not isinstance(value, torch.Tensor), f.name
             if isinstance(value, dict):
                 assert not any(isinstance(v, torch.Tensor) for v in value.values()), f.name
-    assert trainer._epoch_sums.shape == (5,)
+    assert trainer.state_dict()["trainer"]["epoch_sums"].shape == (5,)
     # The checkpoints written along the way are whole, and the newest is the final state.
     trainer2 = GANTrainer(models.mlp_generator(latent_dim=8, hidden=(16,), out_shape=(1, 4, 4)),
                           models.mlp_discriminator(in_shape=(1, 4, 4), hidden=(16,), dropout=0.3),

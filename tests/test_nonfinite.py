@@ -19,6 +19,7 @@ from torchgan_lite import (
     Event,
     GANTrainer,
     NonFiniteLossError,
+    NonFinitePolicy,
     TensorLoader,
     callbacks,
     losses,
@@ -207,3 +208,75 @@ def test_check_finite_false_lets_nan_through():
     state = trainer.fit(TensorLoader(tiny_data(), batch_size=8), epochs=1)
     assert state.step == 5
     assert not all(torch.isfinite(p).all() for p in trainer.discriminator.parameters())
+
+
+def _all_finite(ckpt: dict) -> bool:
+    def walk(obj):
+        if isinstance(obj, torch.Tensor):
+            return not obj.is_floating_point() or bool(torch.isfinite(obj).all())
+        if isinstance(obj, dict):
+            return all(walk(v) for v in obj.values())
+        if isinstance(obj, (list, tuple)):
+            return all(walk(v) for v in obj)
+        return True
+
+    return all(walk(ckpt[k]) for k in ("generator", "discriminator", "step"))
+
+
+def test_a_huge_learning_rate_stops_before_any_checkpoint_holds_broken_numbers(tmp_path):
+    """lr=1e6 (issue #15): Adam's squared gradients overflow long before a loss is NaN. The gradient-norm
+    guard stops the update that would overflow them, so every checkpoint left loads, is finite, and trains on."""
+    from torchgan_lite.callbacks import ModelCheckpoint
+
+    def build(lr: float) -> GANTrainer:
+        torch.manual_seed(0)
+        g, d = models.mlp_generator(), models.mlp_discriminator()  # the reference nets: at lr 1e6 they overflow
+        seed_everything(0)
+        return GANTrainer(g, d, losses.NonSaturatingLoss(),
+                          g_optimizer=torch.optim.Adam(g.parameters(), lr=lr),
+                          d_optimizer=torch.optim.Adam(d.parameters(), lr=lr))
+
+    x = torch.rand(128, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1  # one batch an epoch
+    healthy = build(2e-4)
+    ModelCheckpoint(tmp_path / "c.pt", keep_last=3).attach(healthy)
+    healthy.fit(TensorLoader(x, batch_size=128), epochs=2)
+    trainer = build(1e6)  # the same run, resumed with lr 1e6
+    trainer.load_checkpoint(tmp_path / "c.pt", hyperparameters="current")
+    ModelCheckpoint(tmp_path / "c.pt", keep_last=3).attach(trainer)
+    # Step 3's loss is sane (computed before its update); the update moves every weight by ~1e6, so step 4's
+    # squared gradients would overflow Adam's state: the guard stops there, before applying anything.
+    with pytest.raises(NonFiniteLossError, match=r"gradient norm \(inf\) at step 4; no update was applied"):
+        trainer.fit(TensorLoader(x, batch_size=128), epochs=30)
+    assert trainer.state.step == 3
+    saved = sorted(tmp_path.glob("c.pt*"))
+    assert [p.name for p in saved] == ["c.pt", "c.pt.1", "c.pt.2"]
+    for path in saved:
+        assert _all_finite(load_checkpoint(path)), f"{path.name} holds a NaN or infinity"
+    assert all(bool(torch.isfinite(p).all()) for p in list(trainer.generator.parameters())
+               + list(trainer.discriminator.parameters()))  # the live state too: the bad update never ran
+    assert load_checkpoint(tmp_path / "c.pt.1")["trainer"]["step"] == 2  # the last one trained at a sane lr
+    sane = build(2e-4)
+    sane.load_checkpoint(tmp_path / "c.pt.1", hyperparameters="current")
+    assert sane.g_optimizer.param_groups[0]["lr"] == 2e-4
+    sane.fit(TensorLoader(x, batch_size=128), epochs=4)
+    assert sane.state.step == 4
+    assert all(math.isfinite(h.d_loss) and math.isfinite(h.g_loss) for h in sane.state.history[-2:])
+
+
+def test_saving_a_state_with_an_infinite_optimizer_buffer_is_refused_and_keeps_the_last_good_file(tmp_path):
+    trainer = _trainer(losses.NonSaturatingLoss())
+    trainer.fit(TensorLoader(tiny_data(), batch_size=8), epochs=1)
+    good = trainer.save_checkpoint(tmp_path / "c.pt")
+    before = good.read_bytes()
+    first = next(iter(trainer.d_optimizer.state.values()))
+    first["exp_avg_sq"].view(-1)[0] = math.inf  # what an overflowing squared gradient leaves behind
+    with pytest.raises(NonFiniteLossError, match=r"not saving .*step\['d_optimizer'\]\['state'\]\[0\]\['exp_avg_sq'\]"):
+        trainer.save_checkpoint(tmp_path / "c.pt")
+    assert good.read_bytes() == before
+
+
+def test_a_loss_above_max_loss_stops_a_run_that_diverges_while_finite():
+    trainer = _trainer(PoisonedLoss({3}, "generator", value=1e30), nonfinite=NonFinitePolicy(max_loss=1e6))
+    with pytest.raises(NonFiniteLossError, match=r"generator loss .* above the guard's limit 1e\+06.* at step 3"):
+        trainer.fit(TensorLoader(tiny_data(), batch_size=8), epochs=1)
+    assert trainer.state.step == 2

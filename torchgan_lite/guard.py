@@ -229,6 +229,8 @@ class NonFinitePolicy:
         if value == "auto" and isinstance(value, str):
             return cls(every=1 if device.type == "cpu" else 100)
         if isinstance(value, int) and not isinstance(value, bool):
+            if value < 0:
+                raise ValueError(f"nonfinite must be >= 0 (0: off, 1: every update, N: every N steps), got {value}")
             return cls(every=value)
         raise TypeError(f"nonfinite must be 'auto', an int (0: off, 1: every update, N: every N steps) or a "
                         f"NonFinitePolicy, got {value!r}")
