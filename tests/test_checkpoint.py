@@ -55,15 +55,16 @@ def trained() -> GANTrainer:
 
 def _everything(trainer: GANTrainer) -> dict[str, Any]:
     st = trainer.state
+    saved = trainer.state_dict()  # the public view of the trainer's own state
     return {
         "g": [t.clone() for t in trainer.generator.state_dict().values()],
         "d": [t.clone() for t in trainer.discriminator.state_dict().values()],
         "opt": [t.clone() for o in (trainer.g_optimizer, trainer.d_optimizer)
                 for s in o.state.values() for t in s.values()],
         "progress": (st.epoch, st.step, st.epoch_step, st.skipped_steps, [h.d_loss for h in st.history]),
-        "sums": trainer._epoch_sums.clone(),
+        "sums": saved["trainer"]["epoch_sums"].clone(),
         "rng": torch.get_rng_state(),
-        "extra": {k: v for k, v in trainer._extra_state["weight_average"].state_dict()["average"].items()},
+        "extra": {k: v.clone() for k, v in saved["extra"]["weight_average"]["average"].items()},
     }
 
 
@@ -206,19 +207,19 @@ def _mutate(ckpt: dict[str, Any], how: str) -> None:
     elif how == "trainer_not_dict":
         ckpt["trainer"] = [1, 2]
     elif how == "optimizer_buffer_shape":
-        ckpt["d_optimizer"]["state"][0]["exp_avg"] = torch.zeros(2, 2)
+        ckpt["step"]["d_optimizer"]["state"][0]["exp_avg"] = torch.zeros(2, 2)
     elif how == "optimizer_unknown_param":
-        ckpt["g_optimizer"]["state"][99] = {"step": torch.tensor(1.0)}
+        ckpt["step"]["g_optimizer"]["state"][99] = {"step": torch.tensor(1.0)}
     elif how == "optimizer_groups":
-        ckpt["g_optimizer"]["param_groups"][0]["params"] = [0, 1]
+        ckpt["step"]["g_optimizer"]["param_groups"][0]["params"] = [0, 1]
     elif how == "optimizer_not_dict":
-        ckpt["g_optimizer"] = [1]
+        ckpt["step"]["g_optimizer"] = [1]
     elif how == "loader_not_dict":
         ckpt["loader"] = "position 2"
     elif how == "extra_not_dict":
         ckpt["extra"] = None
     elif how == "regularizers_count":
-        ckpt["regularizers"] = [None, None, None]
+        ckpt["step"]["regularizers"] = [None, None, None]
     elif how == "generator_value":
         ckpt["generator"]["net.0.weight"] = 1.0
     else:
