@@ -123,6 +123,9 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
     ``src`` stays where it is, so at every moment both names hold a complete file.
     """
+    with contextlib.suppress(OSError):
+        if os.path.samefile(src, dst):
+            return  # already the same file (a duplicate a killed rotation left): nothing to move
     staged = temporary_name(dst)
     try:
         try:
@@ -132,10 +135,10 @@ def link_or_copy(src: Path, dst: Path) -> None:
                 raise
             copy_durably(src, staged)  # a filesystem without hard links
         os.replace(staged, dst)
-    except BaseException:
+    finally:
+        # Gone after a rename, unless the rename had nothing to do (POSIX: two links to one file).
         with contextlib.suppress(OSError):
             os.unlink(staged)
-        raise
 
 
 @contextlib.contextmanager
