@@ -1,0 +1,142 @@
+"""The training step through ``torch.compile``: ``GANTrainer(..., compile=True)``.
+
+:class:`CompiledGANStep` is a :class:`~torchgan_lite.step.GANStep` whose two updates
+run their forward passes and losses as two compiled functions, built once:
+
+- ``D update``: ``G(z)`` without a graph, the augmentation, ``D(real)``, ``D(fake)`` and
+  ``loss.discriminator_loss`` in one compiled function; its backward is the backward
+  graph that ``torch.compile`` (AOTAutograd) compiles with it, run by ``d_loss.backward()``;
+- ``G update``: ``G(z)``, the augmentation, ``D`` (frozen) and ``loss.generator_loss``,
+  likewise.
+
+Inductor fuses the elementwise work around the products (bias, LeakyReLU, dropout, the
+loss, autocast's weight casts) into a few loops and calls oneDNN/MKL for the products:
+the speed that ``torchgan_lite.layers.Linear`` got from a private operator, through
+public APIs. The numbers are those of the eager step to float rounding; dropout masks
+(and DiffAugment's draws) come from Inductor's generator, a different random stream.
+
+What stays eager, each for a reason given in :attr:`CompiledGANStep.eager_parts`:
+
+- noise: drawn by :meth:`GANStep.noise` from torch's generator, so the compiled and the
+  eager step see the same ``z`` (Inductor would draw another stream);
+- the optimizer steps: the default ``Adam(fused=True)`` is already one fused kernel per
+  parameter group, and ``torch.compile`` does not trace fused optimizers;
+- the guard's checks (host reads) and the data-parallel gradient sync (collectives);
+- regularizers called on logits (LeCam): added after the compiled forward, since their
+  moving averages are Python state that would be baked into the graph;
+- a discriminator update with a regularizer called on D (R1, gradient penalty): it takes
+  a double backward (``create_graph=True``), which compiled graphs do not support, so
+  that whole update runs eagerly (the generator update is still compiled).
+
+Recompilation: the functions are compiled with ``dynamic=False`` (static shapes, the
+fastest code), so each distinct batch size compiles once (a short last batch: one
+more compile in the first epoch, none after). Nothing else that changes between steps
+is seen by the guards: the step always runs in ``train()`` mode and the same ``requires_grad``
+pattern, learning rates live in the eager optimizers, and DiffAugment's probability is a
+tensor buffer. ``torch.compiler.set_stance("fail_on_recompile")`` around a warmed-up run
+turns any recompile into an error (the tests do this).
+
+The first steps are slow while Inductor compiles (about 30-60 s for the reference
+model on a 2-core CPU, less with its on-disk cache warm); see docs/benchmarks.md for
+when that pays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .step import DUpdate, GANStep
+
+__all__ = ["CompiledGANStep"]
+
+
+class CompiledGANStep(GANStep):
+    """:class:`~torchgan_lite.step.GANStep` with each update's forward and loss compiled.
+
+    Takes exactly :class:`~torchgan_lite.step.GANStep`'s arguments, plus ``compile_options``
+    (keywords for ``torch.compile``, e.g. ``{"mode": "max-autotune-no-cudagraphs"}``;
+    default ``{"dynamic": False}``). See the module docstring for what is compiled.
+
+    Attributes:
+        eager_parts: ``{part: reason}`` for each part of the step that runs eagerly.
+    """
+
+    def __init__(self, *args: Any, compile_options: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if compile_options is not None and not isinstance(compile_options, dict):
+            raise TypeError(f"compile_options must be a dict of torch.compile keywords, got {compile_options!r}")
+        options: dict[str, Any] = {"dynamic": False, **(compile_options or {})}
+        self.eager_parts: dict[str, str] = {
+            "noise": "drawn eagerly from torch's generator, so the compiled step sees the eager step's noise",
+            "optimizer steps": "fused Adam is one kernel per parameter group already; torch.compile does not "
+                               "trace fused optimizers",
+            "guard and gradient sync": "host reads and collectives, between the compiled forward and the update",
+        }
+        if self._logit_regs:
+            self.eager_parts["logit regularizers"] = ("added after the compiled forward: their moving averages "
+                                                      "are Python state a graph would freeze")
+        self._d_forward: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+        if self._input_regs:
+            names = ", ".join(type(r).__name__ for r in self._input_regs)
+            self.eager_parts["discriminator update"] = (f"{names} takes a double backward (create_graph=True), "
+                                                        "which compiled graphs do not support")
+        else:
+            self._d_forward = torch.compile(self._discriminator_forward, **options)
+        self._g_forward = torch.compile(self._generator_forward, **options)
+
+    # ------------------------------------------------------------------ the compiled functions
+
+    def _discriminator_forward(self, real: torch.Tensor, labels: torch.Tensor | None, z: torch.Tensor,
+                               fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with self._autocast():
+            with torch.no_grad():
+                fake = self.generate(z, fake_labels).to(real.dtype)  # (B, *sample): no graph through G
+            real_in, fake_in = self._augment(real), self._augment(fake)
+            real_logits, fake_logits = self.score(real_in, labels, fake_in, fake_labels)  # (B,), (B,)
+            d_loss = self.loss.discriminator_loss(real_logits, fake_logits)
+        return d_loss, real_logits, fake_logits
+
+    def _generator_forward(self, z: torch.Tensor, fake_labels: torch.Tensor | None) -> torch.Tensor:
+        with self._autocast():
+            fake_logits = self.logits(self._augment(self.generate(z, fake_labels)), fake_labels)  # (B,)
+            return self.loss.generator_loss(fake_logits)
+
+    # ------------------------------------------------------------------ the two updates
+
+    def _apply(self, which: str, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+               params: list[torch.nn.Parameter]) -> None:
+        # GANStep's tail of an update: guard, backward (the compiled backward graph), sync, guard, step.
+        self.guard.check_loss(which, loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.sync(params)
+        self.guard.check_gradients(which, params)
+        optimizer.step()
+
+    def discriminator_update(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> DUpdate:
+        """One discriminator update, its forward compiled (eager with a regularizer called on D)."""
+        if self._d_forward is None:
+            return super().discriminator_update(real, labels)
+        z, fake_labels = self.noise(real.shape[0])  # (B, latent), eager: the eager step's stream
+        d_loss, real_logits, fake_logits = self._d_forward(real, labels, z, fake_labels)
+        for reg in self._logit_regs:
+            d_loss = d_loss + reg(real_logits, fake_logits)
+        self._apply("discriminator", d_loss, self.d_optimizer, self._d_params)
+        real_logits, fake_logits = real_logits.detach(), fake_logits.detach()
+        return DUpdate(d_loss.detach(), real_logits.mean(), fake_logits.mean(), real_logits.sign().mean())
+
+    def generator_update(self, batch_size: int) -> torch.Tensor:
+        """One generator update on fresh noise through the frozen D, its forward compiled."""
+        z, fake_labels = self.noise(batch_size)  # (B, latent)
+        for p in self._d_params:  # as GANStep: no weight gradients for D
+            p.requires_grad_(False)
+        try:
+            g_loss = self._g_forward(z, fake_labels)
+            self._apply("generator", g_loss, self.g_optimizer, self._g_params)
+        finally:
+            for p in self._d_params:
+                p.requires_grad_(True)
+        return g_loss.detach()
