@@ -1,17 +1,24 @@
-"""Trainers that save a checkpoint every step and die by SIGKILL, for ``tests/test_crash.py``.
+"""Processes that save checkpoints and die by SIGKILL, for ``tests/test_crash.py`` and ``tests/test_adversarial.py``.
 
 ``python tests/crash_child.py SPEC.json RESULT.json`` imports torch once, then for each
-trial forks a trainer process (so each trial costs no new interpreter) that trains a
-tiny GAN forever, saving ``FOLDER/ckpt.pt`` after every step with ``keep_last=2``:
+trial forks a process (so each trial costs no new interpreter). Trial kinds:
 
-- ``{"kind": "random", "delay": s}``: once the first checkpoint exists, this process
-  waits ``s`` seconds and sends SIGKILL, wherever the trainer happens to be
-  (a step, ``torch.save`` into the temporary file, fsync, rotation, rename).
-- ``{"kind": "at_call", "call": "replace" | "link" | "fsync", "n": k}``: the trainer
-  SIGKILLs itself on entering its k-th ``os.replace`` / ``os.link`` / ``os.fsync``:
-  a deterministic kill at each boundary inside ``save_checkpoint``.
+- ``{"kind": "count", "saves": S, "keep_last": K, "no_links": bool}``: save S small
+  checkpoints (``{"step": i}``) and record, per save, the names of the ``os`` calls it
+  made (see :data:`INTERCEPTED`); nothing is killed.
+- ``{"kind": "kill_save", "saves": S, "keep_last": K, "no_links": bool, "at": k}``: the
+  same saves, but the process SIGKILLs itself on entering the k-th intercepted ``os``
+  call of save S: a deterministic kill at one exact point of one save.
+- ``{"kind": "random", "delay": s}``: a tiny trainer saves ``FOLDER/ckpt.pt`` after every
+  step (``keep_last=2``, plus 1 MB of extra state so a save is most of a step); once the
+  first checkpoint exists this process waits ``s`` seconds and sends SIGKILL, wherever
+  the trainer happens to be.
+- ``{"kind": "trainer_count", "saves": S}``: that trainer (no kill) records the intercepted
+  calls of its first S saves, then exits.
+- ``{"kind": "trainer_at", "save": S, "at": k}``: that trainer SIGKILLs itself on entering
+  the k-th intercepted ``os`` call of its save number S.
 
-RESULT.json lists, per trial, how the trainer process ended.
+RESULT.json lists, per trial, how the process ended (and the calls, for ``count``).
 """
 
 from __future__ import annotations
@@ -31,9 +38,14 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import torchgan_lite.checkpoint as checkpoint  # noqa: E402
 from torchgan_lite import Event, GANTrainer, TensorLoader, losses, models, seed_everything  # noqa: E402
 
-__all__ = ["build_trainer", "main"]
+__all__ = ["INTERCEPTED", "build_trainer", "main", "observed_rotation", "rotation_states", "save_step",
+           "trainer_step"]
+
+#: The ``os`` functions a save may call; a kill lands on entering any of them.
+INTERCEPTED = ("open", "replace", "link", "fsync", "unlink", "utime")
 
 
 def build_trainer() -> tuple[GANTrainer, TensorLoader]:
@@ -41,23 +53,104 @@ def build_trainer() -> tuple[GANTrainer, TensorLoader]:
     seed_everything(0)
     g = models.mlp_generator(latent_dim=8, hidden=(32,), out_shape=(1, 4, 4))
     d = models.mlp_discriminator(in_shape=(1, 4, 4), hidden=(32,), dropout=0.3)
-    trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), seed=0)
+    trainer = GANTrainer(g, d, losses.NonSaturatingLoss())
     x = torch.rand(64, 1, 4, 4, generator=torch.Generator().manual_seed(1)) * 2 - 1
     return trainer, TensorLoader(x, batch_size=16)
 
 
-def _die_on_call(name: str, n: int) -> None:
-    real = getattr(os, name)
-    calls = 0
+def save_step(folder: Path, step: int, keep_last: int) -> None:
+    """Save the small checkpoint of step ``step`` (its tensor says the step too)."""
+    checkpoint.save_checkpoint({"step": step, "weights": torch.full((64,), float(step))}, folder / "ckpt.pt",
+                               keep_last=keep_last)
 
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == n:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return real(*args, **kwargs)
 
-    setattr(os, name, wrapper)
+def rotation_states(saves: int, keep: int) -> list[list[int]]:
+    """Every state ``[step of NAME, of NAME.1, ...]`` that save number ``saves`` passes through, in order.
+
+    Before it: the steps of the previous saves, newest first; then each copy-down move of
+    the rotation (oldest first) makes one name a duplicate of its newer neighbour; last,
+    the new file replaces ``NAME``.
+    """
+    before = list(range(saves - 1, max(saves - 1 - (keep + 1), 0), -1))
+    states, current = [before], list(before)
+    for i in range(keep - 1, -1, -1):
+        if i < len(current):
+            current = [*current[: i + 1], current[i], *current[i + 2 :]]
+            states.append(list(current))
+    states.append([saves, *current[1:]])
+    return states
+
+
+def trainer_step(ckpt: dict[str, Any]) -> int:
+    """The step a trainer checkpoint was saved at."""
+    return int(ckpt["trainer"]["step"])
+
+
+def observed_rotation(folder: Path, name: str = "ckpt.pt", step_of: Any = None) -> list[int]:
+    """The steps held by ``NAME``, ``NAME.1``, ... in order, after checking the whole set of names.
+
+    Raises AssertionError if any file other than those and temporaries (``.*.tmp``) is
+    there, if the names have a hole, or if one of them does not load.
+    """
+    present = sorted(p.name for p in folder.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp")))
+    expected = [name] + [f"{name}.{i}" for i in range(1, len(present))] if present else []
+    assert sorted(present) == sorted(expected), f"names with a hole or strangers: {present}"
+    step_of = step_of or (lambda ckpt: int(ckpt["step"]))
+    return [step_of(checkpoint.load_checkpoint(folder / n)) for n in expected]
+
+
+class _Calls:
+    """Counts (and names) the intercepted ``os`` calls made inside ``save_checkpoint``; kills at the k-th."""
+
+    def __init__(self, kill_at: int | None, only_save: int | None) -> None:
+        self.kill_at, self.only_save = kill_at, only_save
+        self.save = 0  # the number of the save in progress (1-based), 0 outside saves
+        self.count = 0
+        self.names: list[list[str]] = []
+        for name in INTERCEPTED:
+            self._wrap(name)
+        real_save = checkpoint.save_checkpoint
+
+        def counted_save(*args: Any, **kwargs: Any) -> Any:
+            self.save = len(self.names) + 1
+            self.names.append([])
+            try:
+                return real_save(*args, **kwargs)
+            finally:
+                self.save = 0
+
+        checkpoint.save_checkpoint = counted_save  # the trainer imports it at call time
+
+    def _wrap(self, name: str) -> None:
+        real = getattr(os, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if self.save and (self.only_save is None or self.save == self.only_save):
+                self.count += 1
+                self.names[-1].append(name)
+                if self.count == self.kill_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
+            elif self.save:
+                self.names[-1].append(name)
+            return real(*args, **kwargs)
+
+        setattr(os, name, wrapper)
+
+
+def _no_links() -> None:
+    def refuse(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        raise OSError(1, "Operation not permitted")  # as on a filesystem without hard links
+
+    os.link = refuse  # type: ignore[assignment]
+
+
+def _run_saves(folder: Path, trial: dict[str, Any], result: Path) -> None:
+    if trial.get("no_links"):
+        _no_links()
+    calls = _Calls(trial.get("at"), trial["saves"] if trial["kind"] == "kill_save" else None)
+    for step in range(1, trial["saves"] + 1):
+        save_step(folder, step, trial["keep_last"])
+    result.write_text(json.dumps(calls.names))
 
 
 class _Ballast:
@@ -78,9 +171,19 @@ def _train_forever(folder: Path, trial: dict[str, Any]) -> None:
     torch.set_num_threads(1)
     trainer, loader = build_trainer()
     trainer.register_state("ballast", _Ballast())
-    if trial["kind"] == "at_call":
-        _die_on_call(trial["call"], trial["n"])
-    trainer.add_callback(Event.STEP_END, lambda t: t.save_checkpoint(folder / "ckpt.pt", keep_last=2))
+    calls = None
+    if trial["kind"] == "trainer_at":
+        calls = _Calls(trial["at"], trial["save"])
+    elif trial["kind"] == "trainer_count":
+        calls = _Calls(None, None)
+
+    def save(t: GANTrainer) -> None:
+        t.save_checkpoint(folder / "ckpt.pt", keep_last=2)
+        if calls is not None and trial["kind"] == "trainer_count" and len(calls.names) == trial["saves"]:
+            (folder.parent / f"{folder.name}.calls.json").write_text(json.dumps(calls.names))
+            os._exit(0)
+
+    trainer.add_callback(Event.STEP_END, save)
     trainer.fit(loader, epochs=10**9)
 
 
@@ -103,7 +206,7 @@ def _reap(pid: int, timeout: float) -> int | None:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return status
-        time.sleep(0.01)
+        time.sleep(0.002)
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return None
@@ -115,13 +218,18 @@ def main(spec_file: str, result_file: str) -> None:
     for trial in spec["trials"]:
         folder = Path(trial["folder"])
         folder.mkdir(parents=True, exist_ok=True)
+        calls_file = folder.parent / f"{folder.name}.calls.json"
         pid = os.fork()
-        if pid == 0:  # the trainer: never returns into this loop
+        if pid == 0:  # the child: never returns into this loop
             code = 1
             try:
-                _train_forever(folder, trial)
+                if trial["kind"] in ("count", "kill_save"):
+                    _run_saves(folder, trial, calls_file)
+                    code = 0
+                else:
+                    _train_forever(folder, trial)
             except BaseException as err:  # pragma: no cover - reported through the exit code
-                print(f"trainer failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+                print(f"child failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
             finally:
                 os._exit(code)
         outcome: dict[str, Any] = {"pid": pid}
@@ -135,6 +243,9 @@ def main(spec_file: str, result_file: str) -> None:
         status = _reap(pid, spec["timeout"])
         outcome["killed_by_sigkill"] = status is not None and os.WIFSIGNALED(status) and \
             os.WTERMSIG(status) == signal.SIGKILL
+        outcome["exit_code"] = os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None
+        if trial["kind"] in ("count", "trainer_count") and calls_file.exists():
+            outcome["calls"] = json.loads(calls_file.read_text())
         results.append(outcome)
     Path(result_file).write_text(json.dumps(results))
 

@@ -1,11 +1,13 @@
-"""SIGKILL during training and saving always leaves a latest checkpoint that loads.
+"""SIGKILL during training and saving: the whole set of checkpoint names stays whole, and the run resumes.
 
 A child process (``tests/crash_child.py``) forks trainers that save after every step
 with ``keep_last=2`` (plus 1 MB of extra state, so saving is a large share of the
-time). Random trials kill them a seeded random 0 to 0.4 s after the first save,
-wherever they are; deterministic trials kill them on entering each ``os.replace``,
-``os.link`` and ``os.fsync`` inside ``save_checkpoint``, so every boundary of the
-atomic write and of the rotation is hit at least once.
+time). Deterministic trials kill a trainer on entering each ``os`` call of its third
+save (every one: the calls are counted first), random trials a seeded 0 to 0.4 s after
+its first save, wherever it is. After every kill the *whole set* of names is checked
+(``NAME``, ``NAME.1``, ``NAME.2``: no hole, no stranger, each loading, in step order),
+the newest is found by :func:`latest_checkpoint`, a new trainer resumes from it and
+trains, and its next save leaves the exact expected rotation and no temporary file.
 """
 
 from __future__ import annotations
@@ -17,86 +19,96 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from torchgan_lite.checkpoint import load_checkpoint
+from torchgan_lite.checkpoint import latest_checkpoint, load_checkpoint
 
-from .crash_child import build_trainer
+from .crash_child import build_trainer, observed_rotation, rotation_states, trainer_step
 from .resume_child import single_thread
 
 CHILD = Path(__file__).resolve().parent / "crash_child.py"
-RANDOM_TRIALS = 8
-# Calls inside save_checkpoint (keep_last=2), counted from the trainer's start:
-#   save 1: fsync(tmp) #1, replace(tmp -> NAME) #1, fsync(dir) #2
-#   save 2: fsync(tmp) #3, link(NAME -> staged) #1, replace(staged -> NAME.1) #2, replace(tmp -> NAME) #3, fsync #4
-#   save 3: fsync(tmp) #5, replace(NAME.1 -> NAME.2) #4, link #2, replace(staged -> NAME.1) #5, replace(tmp) #6
-AT_CALL = [("replace", n) for n in (2, 3, 4, 5, 6)] + [("link", 1), ("link", 2), ("fsync", 3), ("fsync", 5)]
+RANDOM_TRIALS = 6
+KILLED_SAVE = 3  # the first save with a full rotation behind it (keep_last=2)
+
+
+def _run(root: Path, trials: list[dict]) -> list[dict]:
+    spec, result = root / f"spec{len(trials)}.json", root / f"result{len(trials)}.json"
+    spec.write_text(json.dumps({"trials": trials, "timeout": 60}))
+    proc = subprocess.run([sys.executable, str(CHILD), str(spec), str(result)], capture_output=True, text=True,
+                          timeout=400)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(result.read_text())
 
 
 @pytest.fixture(scope="module")
 def crashed(tmp_path_factory) -> list[tuple[dict, dict]]:
     root = tmp_path_factory.mktemp("crash")
+    (count,) = _run(root, [{"kind": "trainer_count", "saves": KILLED_SAVE, "folder": str(root / "count")}])
+    assert count["exit_code"] == 0, count
+    n_calls = len(count["calls"][KILLED_SAVE - 1])
     rng = random.Random(0)
-    trials = [{"kind": "random", "delay": rng.uniform(0.0, 0.4), "folder": str(root / f"random{i}")}
-              for i in range(RANDOM_TRIALS)]
-    trials += [{"kind": "at_call", "call": call, "n": n, "folder": str(root / f"{call}{n}")} for call, n in AT_CALL]
-    trials.append({"kind": "at_call", "call": "replace", "n": 1, "folder": str(root / "first_save")})
-    spec, result = root / "spec.json", root / "result.json"
-    spec.write_text(json.dumps({"trials": trials, "timeout": 30}))
-    proc = subprocess.run([sys.executable, str(CHILD), str(spec), str(result)], capture_output=True, text=True,
-                          timeout=240)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return list(zip(trials, json.loads(result.read_text())))
+    trials = [{"kind": "trainer_at", "save": KILLED_SAVE, "at": k, "folder": str(root / f"at{k}")}
+              for k in range(1, n_calls + 1)]
+    trials += [{"kind": "random", "delay": rng.uniform(0.0, 0.4), "folder": str(root / f"random{i}")}
+               for i in range(RANDOM_TRIALS)]
+    trials.append({"kind": "trainer_at", "save": 1, "at": count["calls"][0].index("replace") + 1,
+                   "folder": str(root / "first_save")})
+    return list(zip(trials, _run(root, trials)))
 
 
-def _checkpoints(folder: Path) -> list[Path]:
-    return [p for p in (folder / "ckpt.pt", folder / "ckpt.pt.1", folder / "ckpt.pt.2") if p.exists()]
-
-
-def _trial_ids() -> list[str]:
-    return [f"random{i}" for i in range(RANDOM_TRIALS)] + [f"{c}{n}" for c, n in AT_CALL]
-
-
-@pytest.mark.parametrize("index", range(RANDOM_TRIALS + len(AT_CALL)), ids=_trial_ids())
-def test_latest_checkpoint_survives_sigkill_and_resumes(crashed, index):
-    trial, outcome = crashed[index]
-    assert outcome["killed_by_sigkill"], outcome  # the trainer really died by SIGKILL, not by finishing
-    if trial["kind"] == "random":
-        assert outcome["first_save_seen"]
-    folder = Path(trial["folder"])
-    paths = _checkpoints(folder)
-    assert paths and paths[0].name == "ckpt.pt"  # once written, the latest never disappears
-    steps = [load_checkpoint(p)["trainer"]["step"] for p in paths]  # every file there loads
-    # Older names never hold newer steps. (A kill between "NAME.1 = link(NAME)" and "NAME = new" leaves
-    # NAME.1 equal to NAME for a moment: a duplicate, never a gap or a step backwards.)
-    assert steps == sorted(steps, reverse=True)
-    if trial["kind"] == "at_call" and trial["call"] == "fsync":
-        # killed after torch.save into the temporary file, before its rename: a partial save was left
-        assert [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
-
+def _resume_and_save(folder: Path, newest: Path, step: int) -> None:
     with single_thread():
         trainer, loader = build_trainer()
-        trainer.load_checkpoint(paths[0])
-        assert trainer.state.step == steps[0]
-        trainer.fit(loader, epochs=10**6, max_steps=steps[0] + 1)  # and training goes on from there
-        assert trainer.state.step == steps[0] + 1
+        trainer.load_checkpoint(newest)
+        assert trainer.state.step == step
+        trainer.fit(loader, epochs=10**6, max_steps=step + 1)  # and training goes on from there
+        assert trainer.state.step == step + 1
         trainer.save_checkpoint(folder / "ckpt.pt", keep_last=2)
-    # The next save cleans what the killed writer left, and the rotation is whole again.
+
+
+def test_a_kill_at_every_point_of_a_trainer_save_leaves_the_rotation_whole_and_resumable(crashed):
+    states = rotation_states(KILLED_SAVE, 2)  # steps == save numbers: one save per step
+    seen = []
+    for trial, outcome in crashed:
+        if trial["kind"] != "trainer_at" or trial["save"] != KILLED_SAVE:
+            continue
+        folder = Path(trial["folder"])
+        assert outcome["killed_by_sigkill"], outcome  # it really died by SIGKILL, not by finishing
+        now = observed_rotation(folder, step_of=trainer_step)  # the whole set of names: no hole, all load
+        assert now in states, f"{folder.name}: {now} is none of {states}"
+        seen.append(states.index(now))
+        assert latest_checkpoint(folder) == latest_checkpoint(folder / "ckpt.pt") == folder / "ckpt.pt"
+        _resume_and_save(folder, folder / "ckpt.pt", now[0])
+        assert observed_rotation(folder, step_of=trainer_step) == [now[0] + 1, *now][:3]
+        assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]  # the dead writer's are gone
+    assert seen == sorted(seen) and set(seen) == set(range(len(states)))  # every state of the save was hit
+
+
+@pytest.mark.parametrize("index", range(RANDOM_TRIALS))
+def test_a_random_kill_leaves_the_rotation_whole_and_resumable(crashed, index):
+    trial, outcome = [c for c in crashed if c[0]["kind"] == "random"][index]
+    assert outcome["killed_by_sigkill"] and outcome["first_save_seen"], outcome
+    folder = Path(trial["folder"])
+    now = observed_rotation(folder, step_of=trainer_step)
+    # the state of some save, before it ended or after: one duplicate at most, never a hole or a step backwards
+    assert now in rotation_states(now[0], 2) + rotation_states(now[0] + 1, 2), now
+    newest = latest_checkpoint(folder)
+    assert newest == folder / "ckpt.pt"
+    _resume_and_save(folder, newest, now[0])
+    assert observed_rotation(folder, step_of=trainer_step) == [now[0] + 1, *now][:3]
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
-    assert [load_checkpoint(p)["trainer"]["step"] for p in _checkpoints(folder)][:2] == [steps[0] + 1, steps[0]]
 
 
 def test_kill_inside_the_first_save_leaves_no_checkpoint_but_no_torn_file(crashed):
     trial, outcome = crashed[-1]
     assert trial["folder"].endswith("first_save") and outcome["killed_by_sigkill"]
     folder = Path(trial["folder"])
-    assert not (folder / "ckpt.pt").exists()  # never a partial file under the real name
-    leftovers = [p for p in folder.iterdir() if p.name.endswith(".tmp")]
-    assert len(leftovers) == 1
+    assert observed_rotation(folder) == []  # never a partial file under the real name
+    assert len([p for p in folder.iterdir() if p.name.endswith(".tmp")]) == 1
+    assert latest_checkpoint(folder) is None
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_checkpoint(folder / "ckpt.pt")
     with single_thread():
         trainer, _ = build_trainer()
         trainer.save_checkpoint(folder / "ckpt.pt")
-    assert not leftovers[0].exists()
-    assert torch.equal(load_checkpoint(folder / "ckpt.pt")["trainer"]["epoch_sums"], torch.zeros(5))
+    assert [p.name for p in folder.iterdir()] == ["ckpt.pt"]  # the dead writer's temporary is gone
+    assert trainer_step(load_checkpoint(folder / "ckpt.pt")) == 0

@@ -197,7 +197,7 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str], keep_last
         raise ValueError(f"path {path} is a folder; give the checkpoint file's path")
     payload = sanitize_for_save({"format": FORMAT, **obj})
     payload["checksums"] = _checksums(payload)
-    for i in range(1, keep + 1):
+    for i in range(1, min(keep, _copies(path, keep) + 1) + 1):
         remove_stale_temporaries(_copy_name(path, i))  # staged copies of a rotation a kill interrupted
 
     def rotate() -> None:
@@ -235,10 +235,18 @@ def _shift_copies(path: Path, keep: int) -> None:
     save shifts the duplicate out. (Renaming ``NAME.1`` away first, as a plain shift
     does, leaves a hole at ``NAME.1`` until the next save.)
     """
-    for i in range(keep - 1, -1, -1):
+    for i in range(min(keep - 1, _copies(path, keep)), -1, -1):  # as many moves as there are files, not keep
         newer = path if i == 0 else _copy_name(path, i)
         if newer.exists():
             link_or_copy(newer, _copy_name(path, i + 1))
+
+
+def _copies(path: Path, keep: int) -> int:
+    """How many of ``NAME.1``, ``NAME.2``, ... exist without a gap (at most ``keep``)."""
+    n = 0
+    while n < keep and _copy_name(path, n + 1).exists():
+        n += 1
+    return n
 
 
 def latest_checkpoint(folder_or_path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Path | None:
