@@ -237,3 +237,50 @@ def test_mask_dropout_eval_zero_p_dtype_and_layout():
 def test_mask_dropout_rejects_bad_p(bad):
     with pytest.raises(ValueError, match="p must be a float in"):
         layers.MaskDropout(bad)
+
+
+# ------------------------------------------------------------------ the opt-in and the default path
+
+
+def test_builders_default_layers_are_public_torch():
+    assert layers.layer_types(True) == (nn.Linear, layers.MaskDropout)
+    assert layers.layer_types(False) == (nn.Linear, nn.Dropout)
+    for net in (models.mlp_generator(), models.mlp_discriminator()):
+        assert not any(isinstance(m, layers.Linear) for m in net.modules())
+
+
+def test_use_onednn_linear_swaps_exact_linears_in_place():
+    class MyLinear(nn.Linear):
+        pass
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.LeakyReLU(0.2), MyLinear(8, 3))
+    params = list(net.parameters())
+    x = torch.randn(5, 6)
+    want = net(x)
+    assert layers.use_onednn_linear(net) is net
+    assert type(net[0]) is layers.Linear and type(net[2]) is MyLinear  # subclasses left alone
+    assert all(a is b for a, b in zip(params, net.parameters()))  # the same parameter objects
+    torch.testing.assert_close(net(x), want, rtol=1e-5, atol=1e-5)
+    if layers.onednn_linear_available():
+        assert _uses_onednn(net[0](x.requires_grad_()))
+    with pytest.raises(TypeError, match=r"module must be an nn\.Module, got int"):
+        layers.use_onednn_linear(3)
+
+
+def test_private_torch_apis_only_behind_opt_ins():
+    # The default path uses public PyTorch only; each remaining private use is listed with its opt-in.
+    import re
+    from pathlib import Path
+
+    allowed = {
+        "layers.py": "the oneDNN Linear, opt-in through use_onednn_linear",
+        "ema.py": "torch._foreach_* in the GeneratorEMA callback, attached by the user",
+    }
+    package = Path(layers.__file__).parent
+    found = {}
+    for path in package.rglob("*.py"):
+        text = path.read_text()
+        if re.search(r"torch\.ops\.|torch\._[a-z]|torch\.utils\._|torch\.nn\.utils\._", text):
+            found[path.name] = True
+    assert set(found) <= set(allowed), f"private torch APIs in {sorted(set(found) - set(allowed))}"

@@ -27,7 +27,7 @@ def test_reference_layer_order_matches_recipe(fast_layers):
     g, d = models.mlp_generator(fast_layers=fast_layers), models.mlp_discriminator(fast_layers=fast_layers)
     g_kinds = [type(m) for m in g.net]
     d_kinds = [type(m) for m in d.net]
-    linear, drop = (layers.Linear, layers.MaskDropout) if fast_layers else (torch.nn.Linear, torch.nn.Dropout)
+    linear, drop = (torch.nn.Linear, layers.MaskDropout) if fast_layers else (torch.nn.Linear, torch.nn.Dropout)
     assert g_kinds == [linear, torch.nn.LeakyReLU] * 3 + [linear, torch.nn.Tanh]
     assert d_kinds == [linear, torch.nn.LeakyReLU, drop] * 3 + [linear]
     assert [m.p for m in d.net if isinstance(m, torch.nn.Dropout)] == [0.3, 0.3, 0.3]

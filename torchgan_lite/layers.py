@@ -1,25 +1,29 @@
-"""Drop-in ``Linear`` and ``Dropout`` layers that are faster on a CPU, same function.
+"""Layers for a CPU: ``MaskDropout`` (the builders' default) and an opt-in oneDNN ``Linear``.
 
-The reference step on a 2-core CPU is about three quarters matmuls, and a seventh
-of it is dropout drawing its masks (see docs/benchmarks.md). These two layers keep
-``nn.Linear``'s and ``nn.Dropout``'s function, parameters and ``state_dict`` and
-change only how a CPU computes them:
+The reference step on a 2-core CPU is mostly matmuls, and a seventh of it was dropout
+drawing its masks (see docs/benchmarks.md). Both layers keep ``nn.Dropout``'s and
+``nn.Linear``'s function, parameters and ``state_dict``:
 
-- :class:`Linear`: float32 CPU forward and input-gradient products go to oneDNN, which
-  runs this model's matrix shapes about 20% faster than the MKL ``sgemm`` behind
-  ``nn.Linear`` on the CPUs measured (AVX-512 AMD EPYC). Same float32 arithmetic, in a
-  different summation order, so results agree with ``nn.Linear`` to float rounding,
-  not bit for bit. Everywhere else (CUDA, autocast, ``torch.compile``, other dtypes,
-  inputs that are not 2-D) it *is* ``nn.Linear``.
-- :class:`MaskDropout`: each unit kept with probability ``1 - p`` and scaled by
-  ``1 / (1 - p)``, as ``nn.Dropout``. On a CPU the mask is built from 32-bit words of
-  torch's generator (two per ``random_`` draw, compared with a threshold) instead of
-  ``bernoulli_``, which draws one double per unit; about 3x cheaper. The masks follow
-  the same Bernoulli law (keep probability exact to 2**-32) but are a different random
-  stream from ``nn.Dropout``'s. Off the CPU it calls ``F.dropout``.
+- :class:`MaskDropout` (public operators only; the builders use it with
+  ``fast_layers=True``, their default): each unit kept with probability ``1 - p`` and
+  scaled by ``1 / (1 - p)``, as ``nn.Dropout``. On a CPU the mask is built from 32-bit
+  words of torch's generator (two per ``random_`` draw, compared with a threshold)
+  instead of ``bernoulli_``, which draws one double per unit; about 3x cheaper. The
+  masks follow the same Bernoulli law (keep probability exact to 2**-32) but are a
+  different random stream from ``nn.Dropout``'s. Off the CPU it calls ``F.dropout``.
+- :class:`Linear` (**opt-in; relies on a private PyTorch operator**): float32 CPU forward
+  and input-gradient products through ``torch.ops.mkldnn._linear_pointwise``, oneDNN's
+  linear, an internal operator of Inductor with no compatibility promise. It is not on
+  any default path: opt a built model in with :func:`use_onednn_linear`. Where it
+  applies it agrees with ``nn.Linear`` to float rounding (another summation order);
+  everywhere else (CUDA, autocast, ``torch.compile``, other dtypes, inputs that are
+  not 2-D, a failed self-check) it *is* ``nn.Linear``. Its custom autograd function
+  has no ``setup_context``, so ``torch.func`` transforms (vmap, per-sample gradients)
+  do not support it. ``GANTrainer(compile=True)`` reaches the same oneDNN kernels
+  through public APIs; docs/benchmarks.md has the numbers behind this choice.
 
-``mlp_generator``/``mlp_discriminator`` use them unless ``fast_layers=False``, which
-gives plain ``nn.Linear``/``nn.Dropout``: the tutorial's modules, bit for bit.
+The builders' ``fast_layers=True`` gives ``nn.Linear`` and :class:`MaskDropout`;
+``fast_layers=False`` gives ``nn.Linear``/``nn.Dropout``, the tutorial's modules bit for bit.
 """
 
 from __future__ import annotations
@@ -30,9 +34,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils import _python_dispatch
 
-__all__ = ["Linear", "MaskDropout", "layer_types", "onednn_linear_available"]
+__all__ = ["Linear", "MaskDropout", "layer_types", "onednn_linear_available", "use_onednn_linear"]
 
 # Below these sizes the fixed cost of a call (about 70 us for oneDNN's linear, about
 # 100 us for the five small operators of a word mask, measured on the 2-core CPU) is
@@ -42,7 +45,8 @@ WORD_MASK_MIN_NUMEL = 2**13  # units in one dropout call: (128, 256) is 2**15
 
 
 def _onednn_linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
-    # oneDNN's linear, the operator torch.compile's CPU backend uses; (B, out) = x @ w.T + b
+    # oneDNN's linear, the operator torch.compile's CPU backend uses; (B, out) = x @ w.T + b.
+    # PRIVATE operator (opt-in only: Linear / use_onednn_linear).
     return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
 
 
@@ -72,6 +76,8 @@ def onednn_linear_available() -> bool:
 def _dispatch_mode_on() -> bool:
     """Whether a TorchDispatchMode (FlopCounterMode, FakeTensorMode, ...) is active: such tools
     should see the standard aten products, which they know how to count or fake."""
+    from torch.utils import _python_dispatch  # private module: reached only by the opt-in Linear
+
     return _python_dispatch._get_current_dispatch_mode() is not None
 
 
@@ -105,6 +111,8 @@ class _OneDNNLinearFn(torch.autograd.Function):
 
 class Linear(nn.Linear):
     """``nn.Linear`` whose float32 CPU products run through oneDNN (see the module docstring).
+
+    **Opt-in: relies on the private operator** ``torch.ops.mkldnn._linear_pointwise``.
 
     Same constructor, parameters, initialisation and ``state_dict`` as ``nn.Linear``;
     ``isinstance(layer, nn.Linear)`` holds. Takes the oneDNN path only for a 2-D float32
@@ -165,5 +173,31 @@ def _word_mask_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def layer_types(fast: bool) -> tuple[type[nn.Linear], type[nn.Dropout]]:
-    """The builders' ``fast_layers`` choice: ``(Linear, MaskDropout)``, else ``(nn.Linear, nn.Dropout)``."""
-    return (Linear, MaskDropout) if fast else (nn.Linear, nn.Dropout)
+    """The builders' ``fast_layers`` choice: ``(nn.Linear, MaskDropout)``, else ``(nn.Linear, nn.Dropout)``.
+
+    Public PyTorch only either way; the oneDNN :class:`Linear` is opt-in (:func:`use_onednn_linear`).
+    """
+    return (nn.Linear, MaskDropout) if fast else (nn.Linear, nn.Dropout)
+
+
+def use_onednn_linear(module: nn.Module) -> nn.Module:
+    """Opt ``module``'s ``nn.Linear`` layers into :class:`Linear`, in place; returns ``module``.
+
+    **Relies on a private PyTorch operator** (``torch.ops.mkldnn._linear_pointwise``; see
+    the module docstring). Each submodule whose type is exactly ``nn.Linear`` becomes a
+    :class:`Linear`, keeping its parameters, ``state_dict`` and function; subclasses of
+    ``nn.Linear`` are left alone. Do it before building optimizers or compiling: the
+    parameters are the same objects, so existing references stay valid either way.
+
+    Args:
+        module: A built network, e.g. ``models.mlp_discriminator()``.
+
+    Raises:
+        TypeError: ``module`` is not an ``nn.Module``.
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
+    for m in module.modules():
+        if type(m) is nn.Linear:
+            m.__class__ = Linear  # no new state: Linear only changes forward
+    return module
