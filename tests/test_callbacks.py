@@ -9,7 +9,7 @@ import torch
 
 from torchgan_lite import Event, TensorLoader
 from torchgan_lite.callbacks import EpochLogger, ModelCheckpoint, ProgressBar
-from torchgan_lite.checkpoint import load_checkpoint
+from torchgan_lite.checkpoint import latest_checkpoint, load_checkpoint
 
 
 def test_progress_bar_counts_every_step(tiny_trainer, tiny_data):
@@ -111,3 +111,38 @@ def test_no_checkpoint_from_the_middle_of_a_step(tiny_trainer, tiny_data, tmp_pa
     with pytest.raises(KeyboardInterrupt):
         tiny_trainer.fit(TensorLoader(tiny_data, batch_size=16), epochs=5)
     assert tiny_trainer.in_step and not path.exists()
+
+
+def test_model_checkpoint_keeps_an_unbroken_rotation(tiny_trainer, tiny_data, tmp_path):
+    ModelCheckpoint(tmp_path / "ckpt.pt", keep_last=2).attach(tiny_trainer)
+    tiny_trainer.fit(TensorLoader(tiny_data, batch_size=16), epochs=4)  # 4 steps an epoch
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "ckpt.pt.1", "ckpt.pt.2"]
+    assert [load_checkpoint(tmp_path / n)["trainer"]["step"] for n in ("ckpt.pt", "ckpt.pt.1", "ckpt.pt.2")] \
+        == [16, 12, 8]
+    assert latest_checkpoint(tmp_path) == tmp_path / "ckpt.pt"
+
+
+def test_model_checkpoint_on_interrupt_false_does_not_save(tiny_trainer, tiny_data, tmp_path):
+    ModelCheckpoint(tmp_path / "ckpt.pt", every=100, on_interrupt=False).attach(tiny_trainer)
+
+    def interrupt(t):
+        if t.state.step == 2:
+            raise KeyboardInterrupt
+
+    tiny_trainer.add_callback(Event.STEP_END, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_trainer.fit(TensorLoader(tiny_data, batch_size=16), epochs=5)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: ModelCheckpoint(p, keep_last=-1), "keep_last must be None or an int >= 0, got -1"),
+    (lambda p: ModelCheckpoint(p, on_interrupt="no"), "on_interrupt must be a bool, got 'no'"),
+    (lambda p: ModelCheckpoint(p.parent), "is a folder; give the checkpoint file's path"),
+    (lambda p: ProgressBar(disable=1), "disable must be a bool, got 1"),
+    (lambda p: EpochLogger(file="log.txt"), "file must be None or a text stream with write()"),
+])
+def test_bad_arguments_fail_at_construction_before_any_training(make, message, tmp_path):
+    with pytest.raises((TypeError, ValueError)) as info:
+        make(tmp_path / "ckpt.pt")
+    assert message in str(info.value)
