@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from torchgan_lite import GANTrainer, TensorLoader, losses, seed_everything
+from torchgan_lite import GANTrainer, TensorLoader, losses, sample, seed_everything
 from torchgan_lite.dcgan import IMAGE_SIZES, dcgan_discriminator, dcgan_generator
 from torchgan_lite.ema import GeneratorEMA
 
@@ -129,3 +129,10 @@ def test_a_few_training_steps_with_ema(norm, tmp_path):
     assert trainer.sample(3, labels=torch.tensor([0, 1, 1])).shape == (3, 1, 28, 28)
     trainer.save_checkpoint(tmp_path / "c.pt")
     assert torch.load(tmp_path / "c.pt", weights_only=True)["extra"]["ema"]["num_updates"] == 4
+    # The checkpoint rebuilds this generator (norm, classes, trained batch-norm statistics and all), EMA or live.
+    z, labels = torch.randn(3, 8), torch.tensor([1, 0, 1])
+    for use_ema in (True, False):
+        loaded = sample.load_generator(tmp_path / "c.pt", use_ema=use_ema)
+        assert loaded.config == g.config
+        with torch.no_grad():
+            assert torch.equal(loaded(z, labels), trainer.sample(3, z=z, labels=labels, use_ema=use_ema))
