@@ -371,3 +371,48 @@ def test_report_writers_check_their_inputs(tmp_path):
     with pytest.raises(TypeError, match=r"^dtype must be a floating torch\.dtype"):
         fixed_noise(2, 3, dtype=torch.int64)
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- the one atomic writer
+
+
+def _writers(tmp_path: Path) -> dict[str, Any]:
+    from torchgan_lite.reporting import plot_losses, write_history_csv
+
+    history = [{"epoch": 1, "step": 4, "d_loss": 1.0, "g_loss": 2.0, "d_real": 0.1, "d_fake": -0.1, "seconds": 1.0,
+                "steps_per_s": 4.0}]
+    return {
+        "grid.png": lambda p: save_grid(torch.rand(4, 1, 8, 8), p, nrow=2),
+        "history.csv": lambda p: write_history_csv(history, p),
+        "losses.png": lambda p: plot_losses(history, p),
+        "run.json": lambda p: write_json(p, {"status": "running"}),
+        "ckpt.pt": lambda p: save_checkpoint({"step": 1}, p),
+    }
+
+
+@pytest.mark.parametrize("name", ["grid.png", "history.csv", "losses.png", "run.json", "ckpt.pt"])
+def test_every_writer_is_atomic_follows_the_umask_and_names_a_full_disk(name, tmp_path, monkeypatch):
+    if name == "losses.png":
+        pytest.importorskip("matplotlib")  # the [plot] extra
+    write = _writers(tmp_path)[name]
+    path = tmp_path / name
+    old = os.umask(0o027)
+    try:
+        write(path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640  # the umask's, not mkstemp's 0600
+    before = path.read_bytes()
+    real_fsync = os.fsync
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)  # the data cannot be made durable: the disk is full
+    with pytest.raises(OSError) as info:
+        write(path)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert info.value.errno == 28
+    assert f"{path}: no space left on device (ENOSPC); the file there (if any) is unchanged" in str(info.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary left behind

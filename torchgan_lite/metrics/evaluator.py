@@ -62,7 +62,7 @@ def cache_dir() -> Path:
 
 
 def _write_atomic(path: Path, write: Callable[[Any], None]) -> None:
-    with atomic_open(path, "wb", what="cache") as f:  # the package's one atomic writer
+    with atomic_open(path, "wb", what="write the cache") as f:  # the package's one atomic writer
         write(f)
 
 
