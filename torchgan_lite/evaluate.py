@@ -17,7 +17,10 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from .metrics.evaluator import SampleSource
 
 __all__ = ["format_table", "main"]
 
@@ -65,7 +68,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         source = f"checkpoint {args.checkpoint}"
         generator = generator_from_checkpoint(ckpt, device=args.device, source=source)
         which = generator_state(ckpt, source)[1]
-        scored = generator
+        scored: SampleSource = generator
         if getattr(generator, "num_classes", None) is not None:
             # Balanced labels 0, 1, ..., num_classes - 1, 0, ... on the same seeded noise bank: the samples
             # MetricsCallback scores during training.

@@ -107,7 +107,7 @@ def register_builder(name: str) -> Callable[[Callable[P, M]], Callable[P, M]]:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             recorded = {k: _plain(v, f"{name}: {k}") for k, v in bound.arguments.items()}
-            module.config = {"builder": name, "kwargs": recorded}
+            setattr(module, "config", {"builder": name, "kwargs": recorded})  # noqa: B010 (mypy types Module.__setattr__ for tensors)
             return module
 
         _BUILDERS[name] = wrapper
