@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torchgan_lite import layers, models
+from torchgan_lite import layers, models, registry
 
 hidden_st = st.lists(st.integers(1, 24), min_size=0, max_size=3).map(tuple)
 shape_st = st.lists(st.integers(1, 6), min_size=1, max_size=3).map(tuple)
@@ -75,3 +76,26 @@ def test_builders_reject_bad_arguments_by_name(builder, kwargs, name):
 def test_out_shape_product_is_output_width():
     g = models.mlp_generator(out_shape=(3, 8, 8))
     assert g.net[-2].out_features == math.prod((3, 8, 8))
+
+
+@settings(max_examples=20, deadline=None)
+@given(latent=st.integers(1, 16), hidden=hidden_st, shape=shape_st, slope=st.floats(0.0, 1.0), fast=st.booleans(),
+       dropout=st.sampled_from([0.0, 0.25]))
+def test_the_config_records_the_call_and_rebuilds_the_same_network(latent, hidden, shape, slope, fast, dropout):
+    g = models.mlp_generator(latent_dim=latent, hidden=hidden, out_shape=shape, negative_slope=slope, fast_layers=fast)
+    d = models.mlp_discriminator(in_shape=shape, hidden=hidden, dropout=dropout, fast_layers=fast)
+    assert g.config == {"builder": "mlp_generator", "kwargs": {
+        "latent_dim": latent, "hidden": list(hidden), "out_shape": list(shape), "negative_slope": slope,
+        "fast_layers": fast}}
+    assert d.config["kwargs"]["dropout"] == dropout and d.config["kwargs"]["in_shape"] == list(shape)
+    for m in (g, d):
+        buf = io.BytesIO()
+        torch.save(registry.module_config(m), buf)
+        buf.seek(0)
+        again = registry.build(torch.load(buf, weights_only=True))  # as a checkpoint stores it
+        assert type(again) is type(m) and again.config == m.config
+        shapes = [[(k, v.shape) for k, v in net.state_dict().items()] for net in (again, m)]
+        assert shapes[0] == shapes[1]
+        again.load_state_dict(m.state_dict())
+        x = torch.randn(2, latent) if m is g else torch.randn(2, *shape)
+        assert torch.equal(again.eval()(x), m.eval()(x))
