@@ -314,6 +314,34 @@ def test_every_constructor_argument_is_checked_at_construction(name, arg, value,
     assert valid, f"{name}({arg}={value!r}) accepted a bad value"
 
 
+def _is_map_location(v: object) -> bool:
+    if isinstance(v, (str, torch.device)):  # a device that is here
+        return str(v).split(":")[0] in ("cpu", "auto") or (str(v).startswith("cuda") and torch.cuda.is_available())
+    return v is None or isinstance(v, dict) or (callable(v) and not isinstance(v, type))
+
+
+@FUZZ
+@given(value=st.one_of(VALUES, st.sampled_from(["cpu", "meta", "cuda:x", "cpu:0", {"cpu": "cpu"}, torch.device("cpu"),
+                                               lambda storage, location: storage])))
+def test_checkpoint_functions_check_their_arguments(value, good, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fuzz")
+    calls = {
+        "path": (lambda: save_checkpoint({"x": 1}, folder / "x" if value == "x.pt" else value),
+                 _is_path(value) and str(value).strip() not in (".", "")),
+        "obj": (lambda: save_checkpoint(value, folder / "c.pt"), isinstance(value, dict)),
+        "map_location": (lambda: load_checkpoint(good, map_location=value), _is_map_location(value)),
+        "folder_or_path": (lambda: latest_checkpoint(value), _is_path(value) or value == ""),
+    }
+    for arg, (call, valid) in calls.items():
+        try:
+            call()
+        except (TypeError, ValueError) as err:
+            assert not valid, f"{arg}={value!r} refused a valid value: {err}"
+            assert arg in str(err) or (arg == "path" and "is a folder" in str(err)), f"{arg}={value!r}: {err}"
+            continue
+        assert valid, f"{arg}={value!r} accepted a bad value"
+
+
 @pytest.mark.parametrize("value", [*BAD_POOL[:-3], math.nan, 3.0, "3"], ids=repr)
 def test_save_checkpoint_keep_last_is_checked_before_anything_is_written(value, tmp_path):
     valid = value is None or _is_int(value, 0)

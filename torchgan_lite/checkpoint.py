@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from .atomic import atomic_open, fsync_dir, link_or_copy, remove_stale_temporaries
+from .utils import resolve_device
 
 __all__ = [
     "FORMAT",
@@ -148,6 +149,8 @@ def verify_checksums(ckpt: dict[str, Any], source: str) -> None:
     (measured on torch 2.14: a flipped weight byte, or an edited number in ``data.pkl``, loads
     silently), and a file re-saved after an edit gets fresh zip CRCs, so these checksums are ours.
     """
+    if not isinstance(ckpt, dict):
+        raise TypeError(f"ckpt must be a checkpoint dict, got {type(ckpt).__name__}")
     saved = ckpt.get("checksums")
     if saved is None:
         raise ValueError(f"checkpoint {source} has no checksums: every file torchgan_lite writes carries them, so "
@@ -189,6 +192,8 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str], keep_last
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    if isinstance(path, str) and not path.strip():
+        raise ValueError(f"path must be a non-empty file path, got {path!r}")
     keep = check_keep_last(keep_last)
     if not isinstance(obj, dict):
         raise TypeError(f"obj must be a dict, got {type(obj).__name__}")
@@ -304,8 +309,13 @@ def latest_checkpoint(folder_or_path: str | os.PathLike[str], map_location: str 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)``, check its format and its checksums.
 
+    Args:
+        path: The checkpoint file.
+        map_location: As for ``torch.load``: a device (str or ``torch.device``), a dict mapping
+            saved locations to new ones, or a function ``(storage, location) -> storage``.
+
     Raises:
-        TypeError: ``path`` is not a str or os.PathLike.
+        TypeError: ``path`` is not a str or os.PathLike, or ``map_location`` none of the above.
         FileNotFoundError: no such file.
         ValueError: a folder, an empty, truncated, corrupted or foreign file, one holding
             Python objects that weights_only loading refuses (the message gives torch's
@@ -314,6 +324,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    map_location = _check_map_location(map_location)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -332,6 +343,23 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
                          f"expected {FORMAT!r})")
     verify_checksums(ckpt, str(path))
     return ckpt
+
+
+def _check_map_location(map_location: object) -> object:
+    """``map_location`` ready for ``torch.load``; checked here, so that torch's error about it is not
+    reported as a damaged file."""
+    if isinstance(map_location, (str, torch.device)):
+        try:
+            dev = resolve_device(map_location)
+        except ValueError as err:
+            raise ValueError(f"map_location: {err}") from None
+        return torch.device("cpu") if dev.type == "cpu" else dev  # torch.load cannot place storages on 'cpu:0'
+    if not (map_location is None or isinstance(map_location, (torch.device, dict))
+              or (callable(map_location) and not isinstance(map_location, type))):
+        kind = f"the class {map_location.__qualname__}" if isinstance(map_location, type) else repr(map_location)
+        raise TypeError(f"map_location must be a device, a dict or a function (storage, location) -> storage, "
+                        f"got {kind}")
+    return map_location
 
 
 # Sentences of torch's load errors that are advice, not the reason (one of them says to load unsafely).
