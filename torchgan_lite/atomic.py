@@ -45,7 +45,8 @@ def describe_os_error(err: OSError) -> str:
 
 def _named_error(path: Path, action: str, err: OSError) -> OSError:
     # OSError(errno, ...) picks the subclass (PermissionError, ...), so `except PermissionError` still works.
-    return OSError(err.errno, f"cannot {action} {path}: {describe_os_error(err)}; the file there (if any) is unchanged")
+    message = f"cannot {action} {path}: {describe_os_error(err)}; the file there (if any) is unchanged"
+    return OSError(message) if err.errno is None else OSError(err.errno, message)
 
 
 def temporary_name(path: Path) -> Path:
