@@ -451,3 +451,5 @@ def test_latest_checkpoint_skips_damaged_copies_and_prefers_the_newest(tmp_path)
     assert latest_checkpoint(tmp_path / "none.pt") is None and latest_checkpoint(tmp_path / "no" / "c.pt") is None
     with pytest.raises(TypeError, match=r"folder_or_path must be a str or os\.PathLike"):
         latest_checkpoint(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^map_location: device='meta': device type 'meta' is not supported"):
+        latest_checkpoint(tmp_path, map_location="meta")  # refused, not every file skipped as damaged

@@ -266,10 +266,12 @@ def latest_checkpoint(folder_or_path: str | os.PathLike[str], map_location: str 
         map_location: Passed to :func:`load_checkpoint` while verifying.
 
     Raises:
-        TypeError: ``folder_or_path`` is not a str or os.PathLike.
+        TypeError, ValueError: ``folder_or_path`` is not a str or os.PathLike, or ``map_location``
+            is not one :func:`load_checkpoint` takes.
     """
     if not isinstance(folder_or_path, (str, os.PathLike)):
         raise TypeError(f"folder_or_path must be a str or os.PathLike, got {type(folder_or_path).__name__}")
+    map_location = _check_map_location(map_location)  # here: a bad one would make every candidate look damaged
     target = Path(folder_or_path)
     if target.is_dir():
         folder, base = target, None
