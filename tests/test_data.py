@@ -80,7 +80,8 @@ def test_loader_rejects_bad_input(args, kwargs, exc, match):
 
 def test_data_root_resolution(monkeypatch, tmp_path):
     monkeypatch.delenv(data.DATA_ENV_VAR, raising=False)
-    assert data.resolve_data_root(None) == (data.Path("data"), True)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert data.resolve_data_root(None) == (tmp_path / "cache" / "torchgan_lite", True)
     monkeypatch.setenv(data.DATA_ENV_VAR, str(tmp_path))
     assert data.resolve_data_root(None) == (tmp_path, False)
     assert data.resolve_data_root("/elsewhere") == (data.Path("/elsewhere"), False)

@@ -11,6 +11,7 @@ import csv
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import pytest
 import torch
 from PIL import Image
 
-from torchgan_lite import Event, GANTrainer, TensorLoader, losses, reporting
+from torchgan_lite import Event, GANTrainer, TensorLoader, losses, reporting, seed_everything, train
 from torchgan_lite import sample as sample_cli
 from torchgan_lite.checkpoint import load_checkpoint
 
@@ -131,7 +132,8 @@ def test_history_csv_and_plot_are_written_when_fit_stops_mid_epoch(tiny_trainer,
 def test_history_csv_keeps_its_metrics_across_a_resume(tiny_data, tmp_path):
     def trainer_with_reports():
         torch.manual_seed(0)
-        t = GANTrainer(*tiny_models(), losses.NonSaturatingLoss(), seed=0)
+        seed_everything(0)
+        t = GANTrainer(*tiny_models(), losses.NonSaturatingLoss())
         t.add_callback(Event.EPOCH_END, _metric_every_second_epoch, every=2)
         reporting.HistoryCSV(tmp_path / "history.csv").attach(t)
         return t
@@ -232,7 +234,7 @@ def test_load_generator_errors_name_the_problem(tmp_path):
 
     _, d = tiny_models()
     GANTrainer(Custom(), d, losses.NonSaturatingLoss()).save_checkpoint(tmp_path / "custom.pt")
-    with pytest.raises(ValueError, match="not an mlp_generator"):
+    with pytest.raises(ValueError, match="not made by a registered builder"):
         sample_cli.load_generator(tmp_path / "custom.pt")
 
 
@@ -254,24 +256,20 @@ def test_sample_main_writes_a_grid_and_a_tensor(tiny_trainer, tmp_path, capsys):
 # --------------------------------------------------------------------------- the example's wiring, in process
 
 
-def test_example_arguments_and_losses():
+def test_example_is_the_training_cli_with_the_reference_defaults():
     ex = _example_module()
-    args = ex.parse_args([])
-    assert (args.epochs, args.batch_size, args.lr, args.loss, args.seed) == (200, 128, 2e-4, "nonsaturating", 0)
-    loss, regs, n_critic = ex.make_loss("wgan-gp")
-    assert isinstance(loss, losses.WassersteinLoss) and isinstance(regs[0], losses.GradientPenalty) and n_critic == 5
-    assert isinstance(ex.make_loss("nonsaturating")[0], losses.NonSaturatingLoss)
-    with pytest.raises(SystemExit):
-        ex.parse_args(["--epochs", "0"])
-    command = ex.resume_command(["--epochs", "9", "--resume", "old.pt", "--out", "a b"], Path("a b/checkpoint.pt"))
-    assert command == "python examples/mnist_mlp.py --epochs 9 --out 'a b' --resume 'a b/checkpoint.pt'"
+    args = train.parse_args([], train.REFERENCE)
+    assert (args.epochs, args.batch_size, args.lr, args.loss, args.seed, args.recipe, args.conditional) == \
+        (200, 128, None, "nonsaturating", 0, "reference", False)  # lr None: the recipe's 2e-4
+    with pytest.raises(SystemExit) as exit_:
+        ex.main(["--epochs", "0"])
+    assert exit_.value.code == 2
 
 
-def test_example_eval_every_explains_a_missing_metrics_package(monkeypatch):
-    ex = _example_module()
+def test_example_eval_every_explains_a_missing_metrics_package(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "torchgan_lite.metrics", None)  # as if it could not be imported
-    with pytest.raises(SystemExit, match=r"--eval-every needs torchgan_lite\.metrics"):
-        ex.metrics_callback(ex.parse_args(["--eval-every", "1"]))
+    assert _example_module().main(["--eval-every", "1", "--out", str(tmp_path)]) == 2
+    assert re.fullmatch(r"error: --eval-every needs torchgan_lite\.metrics.*\n", capsys.readouterr().err)
 
 
 # --------------------------------------------------------------------------- the example on real MNIST
@@ -305,11 +303,12 @@ def test_example_writes_every_output(mnist_dir, smoke_run):
     assert columns[: len(reporting.HISTORY_COLUMNS)] == list(reporting.HISTORY_COLUMNS)
     assert [int(r["step"]) for r in rows] == [10, 20]  # the partial epoch is not in the history
     info = json.loads((out / "run.json").read_text())
-    assert (info["status"], info["step"], info["epoch"]) == ("finished", 25, 2)
+    assert (info["status"], info["step"], info["epoch"]) == ("completed", 25, 2)
     assert info["config"]["max_steps"] == 25 and info["device"] == "cpu"
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt["trainer"]["step"] == 25
     assert "epoch 2/3 step 20" in proc.stdout  # the per-epoch summary line
+    assert "done: 2 of 3 epochs completed, step 25 (--max-steps 25 reached in epoch 3 of 3)" in proc.stdout
     # The grids come from the noise bank of --seed alone, so a resumed run draws the same bank:
     # the saved generator on fixed_noise(seed=0) redraws samples_final.png byte for byte.
     g = sample_cli.load_generator(out / "checkpoint.pt")
@@ -371,9 +370,58 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(mnist_dir, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err[-2000:]
-    # It prints the command that resumes: this run's options, plus --resume.
-    assert "--subset 320 --batch-size 32 --epochs 3" in err and f"--resume {tmp_path / 'checkpoint.pt'}" in err
+    # It prints the command that resumes: this interpreter, the script's path, this run's options, plus --resume.
+    assert f"{sys.executable} {EXAMPLE} --subset 320 --batch-size 32 --epochs 3" in err
+    assert f"--resume {tmp_path / 'checkpoint.pt'}" in err
     info = json.loads((tmp_path / "run.json").read_text())
     assert info["status"] == "interrupted"
     assert load_checkpoint(tmp_path / "checkpoint.pt")["trainer"]["step"] == info["step"] >= 10
 
+
+
+@pytest.mark.mnist
+def test_sigterm_mid_epoch_then_resume_auto_matches_an_uninterrupted_run(mnist_dir, tmp_path):
+    """What a scheduler does: SIGTERM (kill, timeout, Slurm, docker stop), then the same command again."""
+    env = {**os.environ, "TORCHGAN_LITE_DATA": str(mnist_dir)}
+    # 32 steps an epoch; the signal comes a little after the first epoch's checkpoint, inside epoch 2.
+    options = ["--subset", "1024", "--batch-size", "32", "--epochs", "3", "--device", "cpu", "--no-progress",
+               "--sample-every", "100"]
+
+    def start(out: Path) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, str(EXAMPLE), *options, "--out", str(out), "--resume", "auto"],
+                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    whole, cut = start(tmp_path / "whole"), start(tmp_path / "cut")  # side by side: the test waits once
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "cut" / "checkpoint.pt").exists():
+            assert cut.poll() is None, cut.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, "the example never reached the end of its first epoch"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        cut.send_signal(signal.SIGTERM)
+        _, err = cut.communicate(timeout=120)
+        assert whole.wait(timeout=240) == 0, whole.communicate()[1][-2000:]
+    finally:
+        for proc in (whole, cut):
+            if proc.poll() is None:
+                proc.kill()
+    assert cut.returncode == 143, err[-2000:]
+    info = json.loads((tmp_path / "cut" / "run.json").read_text())
+    assert info["status"] == "interrupted" and info["signal"] == "SIGTERM"
+    saved = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["trainer"]
+    assert saved["step"] == info["step"] == info["checkpoint_step"]
+    assert 32 < info["step"] < 96 and info["epoch_step"] > 0, info  # stopped inside epoch 2 or 3
+    assert f"stopped in epoch {info['epoch'] + 1} of 3 ({info['epoch']} completed), step {info['step']}" in err
+    assert f"{sys.executable} {EXAMPLE} " in err and "--resume" in err
+
+    again = _run([str(EXAMPLE), *options, "--out", str(tmp_path / "cut"), "--resume", "auto"], mnist_dir)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resumed from {tmp_path / 'cut' / 'checkpoint.pt'}" in again.stdout
+    a = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert a["trainer"]["step"] == b["trainer"]["step"] == 96
+    for net in ("generator", "discriminator"):
+        for key, value in a[net].items():
+            assert torch.equal(value, b[net][key]), (net, key)  # bitwise
+    assert json.loads((tmp_path / "cut" / "run.json").read_text())["status"] == "completed"

@@ -45,18 +45,47 @@ def format_table(result: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The command line's options; ``--help`` is plain text (the module docstring is for Sphinx)."""
+    p = argparse.ArgumentParser(
+        prog="torchgan-lite-evaluate",
+        description="Score a saved MNIST generator: Frechet distance, KID, classifier score, class coverage, "
+                    "precision and recall, each beside its real-data floor (the same metric for n real "
+                    "training images against the test set: the best a generator can reach at this n). The "
+                    "generator is rebuilt from the checkpoint (its EMA weights if it holds them) and sampled "
+                    "with noise seeded by --seed.",
+        epilog="Example: torchgan-lite-evaluate runs/mnist_mlp/checkpoint.pt --n 10000 --json metrics.json "
+               "(also: python -m torchgan_lite.evaluate). Metrics are explained in docs/evaluation.md.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="a checkpoint written by torchgan-lite-train, GANTrainer.save_checkpoint or ModelCheckpoint")
+    p.add_argument("--n", type=_positive_int, default=10000, metavar="N",
+                   help="samples to score (default: %(default)s)")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="also write the metrics and their floors to this JSON file (default: none)")
+    p.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="cpu, cuda, cuda:N or auto (default: %(default)s)")
+    p.add_argument("--data-root", default=None, metavar="DIR",
+                   help="folder holding MNIST/raw/ (default: $TORCHGAN_LITE_DATA, else the user cache folder)")
+    p.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="seeds the noise, the floor's subset and the KID subsets (default: %(default)s)")
+    p.add_argument("--batch-size", type=_positive_int, default=500, metavar="B",
+                   help="images per generator and feature-extractor call (default: %(default)s)")
+    return p
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Command line entry point; returns the exit status."""
-    p = argparse.ArgumentParser(prog="python -m torchgan_lite.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="a checkpoint written by GANTrainer.save_checkpoint / ModelCheckpoint")
-    p.add_argument("--n", type=int, default=10000, help="samples to score (default 10000)")
-    p.add_argument("--json", default=None, help="also write the metrics (and floors) to this JSON file")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    p.add_argument("--data-root", default=None, help="folder holding MNIST/raw/ (default: $TORCHGAN_LITE_DATA)")
-    p.add_argument("--seed", type=int, default=0, help="noise, floor subset and KID subsets (default 0)")
-    p.add_argument("--batch-size", type=int, default=500)
-    args = p.parse_args(argv)
+    args = _parser().parse_args(argv)
     out = out if out is not None else sys.stdout
 
     from .checkpoint import load_checkpoint
