@@ -24,20 +24,21 @@ from torchgan_lite import GANTrainer, TensorLoader, data, losses, models, seed_e
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=200)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--capture", choices=("none", "cuda_graph"), default="none")
-    p.add_argument("--amp", choices=("none", "bf16"), default="none")
-    p.add_argument("--compile", action="store_true", help="torch.compile both networks (GANTrainer(compile=True))")
-    p.add_argument("--data-root", default=None)
+    p.add_argument("--epochs", type=int, default=200, help="epochs of 468 steps (default 200, the recipe)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default auto)")
+    p.add_argument("--capture", choices=("none", "cuda_graph"), default="none",
+                   help="cuda_graph: the step as one CUDA graph (GANTrainer(capture=...))")
+    p.add_argument("--amp", choices=("none", "bf16"), default="none", help="bf16: bfloat16 autocast of the forwards")
+    p.add_argument("--compile", action="store_true", help="the step through torch.compile (GANTrainer(compile=True))")
+    p.add_argument("--data-root", default=None, help="folder holding MNIST/raw/ (default: $TORCHGAN_LITE_DATA)")
     p.add_argument("--eval-n", type=int, default=10000, help="samples to score at the end (0: skip)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed_everything seed: weights, noise, data order")
     p.add_argument("--json", default=None, help="write the figures here too")
     args = p.parse_args(argv)
 
     seed_everything(args.seed)
     trainer = GANTrainer(models.mlp_generator(), models.mlp_discriminator(), losses.NonSaturatingLoss(),
-                         device=args.device, seed=args.seed, capture=None if args.capture == "none" else args.capture,
+                         device=args.device, capture=None if args.capture == "none" else args.capture,
                          amp=None if args.amp == "none" else args.amp, compile=args.compile)
     images = data.mnist(args.data_root, device=trainer.device)  # (60000, 1, 28, 28) in [-1, 1]
     loader = TensorLoader(images, batch_size=128)

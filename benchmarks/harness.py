@@ -39,8 +39,9 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import Dataset
 
-from torchgan_lite import GANTrainer, TensorLoader, losses, models
+from torchgan_lite import GANTrainer, TensorLoader, layers, losses, models
 
+from .plain_step import tutorial_adam
 from .reference_loop import ReferenceLoop, endless_batches, mnist_dataloader
 from .variants import Plan, Variant
 
@@ -174,8 +175,14 @@ def make_trainer(variant: Variant, device: str, **overrides: Any) -> GANTrainer:
     """The reference models in a ``GANTrainer`` configured by ``variant`` (then ``overrides``)."""
     assert variant.trainer_kwargs is not None
     kwargs = {**variant.trainer_kwargs, **overrides}
-    return GANTrainer(models.mlp_generator(**variant.g_kwargs), models.mlp_discriminator(**variant.d_kwargs),
-                      losses.NonSaturatingLoss(), device=device, **kwargs)
+    generator, discriminator = models.mlp_generator(**variant.g_kwargs), models.mlp_discriminator(**variant.d_kwargs)
+    if variant.onednn:
+        layers.use_onednn_linear(generator)
+        layers.use_onednn_linear(discriminator)
+    if variant.optimizer == "tutorial":
+        kwargs.setdefault("g_optimizer", tutorial_adam(generator.parameters()))
+        kwargs.setdefault("d_optimizer", tutorial_adam(discriminator.parameters()))
+    return GANTrainer(generator, discriminator, losses.NonSaturatingLoss(), device=device, **kwargs)
 
 
 @dataclass
@@ -299,6 +306,10 @@ def measure(benchmark: Any, *, kind: str, variant: Variant, device: str, batch: 
             build: Callable[[], Runner], pair_with: Callable[[], Runner] | None = None) -> dict[str, Any]:
     """Build the runner, time it with ``benchmark.pedantic`` and record the figures.
 
+    The first step is run and timed on its own before the rounds (``first_step_s``); what
+    it takes beyond a steady step is recorded as ``compile_s``: for a compiled step, its
+    compilation, reported apart from the steady-state rates.
+
     With ``pair_with`` (a builder of the baseline's runner), the case then also runs
     :func:`paired_ratios` after its timed rounds, outside the memory measurement, and
     records their median as ``paired_ratio`` (with ``paired_ratio_min``/``_max``).
@@ -320,6 +331,9 @@ def measure(benchmark: Any, *, kind: str, variant: Variant, device: str, batch: 
     torch.manual_seed(0)
     with PeakMemory(device) as mem:
         runner = build()
+        t0 = time.perf_counter()
+        runner.run(1)  # the first step: optimizer state, and for a compiled step its compilation
+        first_step_s = time.perf_counter() - t0
         benchmark.pedantic(runner.run, args=(plan.steps,), rounds=plan.rounds,
                            warmup_rounds=plan.warmup, iterations=1)
     loss = runner.last_loss()
@@ -338,12 +352,13 @@ def measure(benchmark: Any, *, kind: str, variant: Variant, device: str, batch: 
         "mem_method": mem.method,
         "torch": torch.__version__,
         "last_g_loss": loss,
+        "first_step_s": first_step_s,
     }
     stats = getattr(benchmark.stats, "stats", None) if benchmark.stats is not None else None
     if stats is not None and stats.median > 0:  # None under --benchmark-disable
         steps_per_s = plan.steps / stats.median
         info.update(median_round_s=stats.median, steps_per_s=steps_per_s, images_per_s=steps_per_s * batch,
-                    ms_per_step=1e3 / steps_per_s)
+                    ms_per_step=1e3 / steps_per_s, compile_s=max(0.0, first_step_s - 1 / steps_per_s))
         if pair_with is not None:
             baseline = pair_with()
             for _ in range(plan.warmup):

@@ -9,11 +9,12 @@ ratios, with its quartiles, is what is printed. Slow drift cancels out of each r
 Run from the repository root (CPU, about 4 minutes with the defaults)::
 
     .venv/bin/python -m benchmarks.interleaved [--batch 128] [--turns 20] [--steps 5] \\
-        [--variants baseline,fast,fast+bf16] [--json out.json]
+        [--variants baseline,default,compiled] [--json out.json]
 
 The step is timed as in ``test_step.py``: four synthetic device-resident batches, the
 baseline's ``ReferenceLoop.step``, the library's ``trainer.train_step``, one read of a
-loss at the end of each round.
+loss at the end of each round. The warm-up steps (3 by default) are timed apart: a
+compiled variant compiles in them, and the table shows that time beside its steady rate.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def interleaved_ratios(names: list[str], batch: int = 128, turns: int = 20, step
 
     Returns:
         ``{name: {"ms_per_step": median, "ratio": median per-turn ratio to the baseline,
-        "ratio_q1": ..., "ratio_q3": ...}}``.
+        "ratio_q1": ..., "ratio_q3": ..., "warmup_s": the warm-up steps' time (a compiled
+        step's compilation is in it, not in the turns)}}``.
     """
     if not names or names[0] != BASELINE:
         raise ValueError(f"names must start with {BASELINE!r}, got {names!r}")
@@ -47,13 +49,16 @@ def interleaved_ratios(names: list[str], batch: int = 128, turns: int = 20, step
         raise ValueError(f"turns must be >= 2, got {turns}")
     batches = synthetic_batches(batch, device)
     runners = {}
+    warmup_s: dict[str, float] = {}
     for name in names:
         variant = variant_by_name(name)
         reason = variant.skip_reason(device)
         if reason is not None:
             raise ValueError(f"cannot run {name} on {device}: {reason}")
         runners[name] = step_runner(variant, device, batches)
-        runners[name].run(warmup)
+        t0 = time.perf_counter()
+        runners[name].run(warmup)  # a compiled step compiles here: timed apart from the turns
+        warmup_s[name] = time.perf_counter() - t0
     order = random.Random(seed)
     times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(turns):
@@ -68,7 +73,7 @@ def interleaved_ratios(names: list[str], batch: int = 128, turns: int = 20, step
         ratios = [b / t for b, t in zip(times[BASELINE], times[name])]
         q1, _, q3 = statistics.quantiles(ratios, n=4)
         out[name] = {"ms_per_step": statistics.median(times[name]) * 1e3, "ratio": statistics.median(ratios),
-                     "ratio_q1": q1, "ratio_q3": q3}
+                     "ratio_q1": q1, "ratio_q3": q3, "warmup_s": warmup_s[name]}
     return out
 
 
@@ -76,11 +81,12 @@ def main(argv: list[str] | None = None) -> None:
     """Print the interleaved ratios as a Markdown table."""
     default = [v.name for v in VARIANTS if v.skip_reason("cpu") is None and not v.name.startswith("graph")]
     parser = argparse.ArgumentParser(description="step-rate ratios from interleaved rounds")
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--turns", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=5, help="steps per round")
-    parser.add_argument("--variants", default=",".join(default), help="comma-separated, the baseline first")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--batch", type=int, default=128, help="images per step (default 128)")
+    parser.add_argument("--turns", type=int, default=20, help="rounds of every variant, in shuffled order (default 20)")
+    parser.add_argument("--steps", type=int, default=5, help="steps per round (default 5)")
+    parser.add_argument("--variants", default=",".join(default),
+                        help="comma-separated, the baseline first (default: every CPU variant)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here (JSON)")
     args = parser.parse_args(argv)
     names = args.variants.split(",")
     figures = interleaved_ratios(names, batch=args.batch, turns=args.turns, steps=args.steps)
@@ -88,10 +94,11 @@ def main(argv: list[str] | None = None) -> None:
               f"{args.turns} turns of {args.steps} steps")
     print(header)
     print()
-    print("| variant | ms/step (median) | x baseline (median of per-turn ratios) | quartiles |")
-    print("|---|---:|---:|---|")
+    print("| variant | ms/step (median) | x baseline (median of per-turn ratios) | quartiles | warm-up (s) |")
+    print("|---|---:|---:|---|---:|")
     for name, f in figures.items():
-        print(f"| {name} | {f['ms_per_step']:.1f} | {f['ratio']:.2f}x | {f['ratio_q1']:.2f}-{f['ratio_q3']:.2f} |")
+        print(f"| {name} | {f['ms_per_step']:.1f} | {f['ratio']:.2f}x | {f['ratio_q1']:.2f}-{f['ratio_q3']:.2f} "
+              f"| {f['warmup_s']:.1f} |")
     if args.json is not None:
         args.json.write_text(json.dumps({"setup": header, "figures": figures}, indent=2) + "\n")
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Row", "add_ratios", "load_rows", "main", "markdown_table", "memory_warnings"]
+__all__ = ["Row", "add_ratios", "compile_lines", "load_rows", "main", "markdown_table", "memory_warnings"]
 
 BASELINE = "baseline"
 PLAIN = "plain"
@@ -55,6 +55,8 @@ class Row:
         mem_vs_plain: ``peak_mem_bytes`` over the plain path's at the same kind, device and batch.
         paired_ratio: Median of per-pair ratios from rounds run alternately with the
             baseline's (``harness.paired_ratios``), where the case recorded them.
+        compile_s: How much longer the case's first step took than a steady step: for a
+            compiled step, its compilation (kept out of the rates).
     """
 
     kind: str
@@ -69,6 +71,7 @@ class Row:
     ratio: float | None = None
     mem_vs_plain: float | None = None
     paired_ratio: float | None = None
+    compile_s: float | None = None
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -114,6 +117,7 @@ def load_rows(paths: Sequence[str | Path]) -> tuple[list[Row], dict[str, Any]]:
                 peak_mem_bytes=int(extra.get("peak_mem_bytes", 0)),
                 order=len(rows),
                 paired_ratio=float(extra["paired_ratio"]) if "paired_ratio" in extra else None,
+                compile_s=float(extra["compile_s"]) if "compile_s" in extra else None,
             ))
     return rows, facts
 
@@ -161,6 +165,16 @@ def markdown_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def compile_lines(rows: Sequence[Row], at_least_s: float = 1.0) -> list[str]:
+    """One line per case whose first step took ``at_least_s`` or more beyond a steady step (compilation)."""
+    return [
+        f"{KIND_LABEL.get(r.kind, r.kind)} {r.device} batch {r.batch}: {r.variant} first step +{r.compile_s:.1f} s "
+        f"(= {r.compile_s * r.steps_per_s:,.0f} steady steps)"
+        for r in rows
+        if r.compile_s is not None and r.compile_s >= at_least_s
+    ]
+
+
 def memory_warnings(rows: Sequence[Row]) -> list[str]:
     """One line per library variant other than plain whose peak memory exceeds the plain path's."""
     return [
@@ -192,6 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(markdown_table(rows))
     print()
+    compiled = compile_lines(rows)
+    if compiled:
+        print("First-step overhead (compilation; not in the rates above):")
+        for line in compiled:
+            print(f"- {line}")
+        print()
     warnings = memory_warnings(rows)
     if warnings:
         print("Peak memory above the plain path's:")

@@ -16,7 +16,7 @@ It prints, for the tutorial's loop (the baseline) and each library path:
   launch-bound cost. Each is counted with its GPU defaults: the baseline with
   ``Adam(foreach=True)``, what PyTorch picks for CUDA tensors (for CPU tensors its
   default is a per-parameter loop, about ten operators per tensor), the library
-  with ``check_finite=100``, the trainer's default on an accelerator;
+  with ``nonfinite=100``, the trainer's default on an accelerator;
 - fp32 and bf16 matmul throughput of this CPU at the model's largest layer shape
   and at a square 2048 matmul, the ceiling that bounds the step on a CPU;
 - what :mod:`torchgan_lite.layers` changes, timed in interleaved turns: the step's
@@ -131,7 +131,7 @@ def step_functions(batch: int) -> dict[str, tuple[Callable[[], Any], list[torch.
             # on this CPU MaskDropout would be counted as its word-mask operators.
             nn_layers = {"fast_layers": False}
             v = dataclasses.replace(v, d_kwargs={**v.d_kwargs, **nn_layers}, g_kwargs={**v.g_kwargs, **nn_layers})
-            trainer = make_trainer(v, "cpu", check_finite=100)
+            trainer = make_trainer(v, "cpu", nonfinite=100)
             steps[v.name] = ((lambda trainer=trainer: trainer.train_step(real)),
                              [trainer.d_optimizer, trainer.g_optimizer])
     return steps
@@ -193,7 +193,7 @@ def layer_costs(batch: int, turns: int = 15, sizes: LayerSizes = LayerSizes()) -
 def main(argv: list[str] | None = None) -> None:
     """Print the step anatomy at one batch size."""
     parser = argparse.ArgumentParser(description="FLOPs, launches and matmul speed of one training step")
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=128, help="images per step (default 128)")
     parser.add_argument("--skip-matmul", action="store_true", help="do not time the matmuls")
     args = parser.parse_args(argv)
     b = args.batch

@@ -5,6 +5,12 @@ given to :class:`torchgan_lite.GANTrainer` (``None`` means the tutorial's loop f
 :mod:`benchmarks.reference_loop`, the baseline). A variant whose keywords the
 installed ``GANTrainer`` does not accept, or that the device cannot run, is skipped
 with the reason, so a line may be added before the option lands.
+
+``plain`` is the tutorial's step on the library's ``nn.Linear``/``nn.Dropout`` models
+(:class:`benchmarks.plain_step.TutorialLiteralStep`, through ``step_class``); ``default``
+is ``GANTrainer(...)`` with the builders' defaults; ``compiled`` is ``compile=True``
+(:class:`torchgan_lite.compiled.CompiledGANStep`), whose first steps compile (the
+harness reports that time apart from the steady state).
 """
 
 from __future__ import annotations
@@ -17,6 +23,10 @@ from types import MappingProxyType
 from typing import Any
 
 import torch
+
+from torchgan_lite.fused import FusedDiscriminatorStep
+
+from .plain_step import TutorialLiteralStep
 
 __all__ = [
     "BASELINE",
@@ -51,6 +61,10 @@ class Variant:
         end_to_end: Also run it in the end-to-end benchmark. The library's variants
             share one data path, so a single option that only changes the step is
             measured by the step benchmark and left out here to keep the run short.
+        onednn: Opt both networks into :func:`torchgan_lite.layers.use_onednn_linear` (the
+            private oneDNN operator) after building them.
+        optimizer: ``"tutorial"``: both networks get :func:`benchmarks.plain_step.tutorial_adam`
+            instead of the trainer's default fused Adam.
     """
 
     name: str
@@ -60,6 +74,8 @@ class Variant:
     devices: tuple[str, ...] = ("cpu", "cuda")
     needs_bf16: bool = False
     end_to_end: bool = True
+    onednn: bool = False
+    optimizer: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("trainer_kwargs", "d_kwargs", "g_kwargs"):
@@ -96,21 +112,24 @@ BASELINE = "baseline"
 
 #: The variants, in report order. One line each.
 VARIANTS: tuple[Variant, ...] = (
-    Variant(BASELINE, None),  # (a) the tutorial's loop, D step called
-    Variant("plain", {"fast": False}),  # (b) the library's tutorial-literal path
-    Variant("fast", {"fast": True}),  # (c) the defaults: fast path, fast layers, fp32
-    Variant("fast+bf16", {"fast": True, "amp": "bf16"}, needs_bf16=True),  # (c) bf16 autocast
-    # (c) the fast path with nn.Linear/nn.Dropout (fast_layers=False): what the layers add.
-    Variant("fast+nn_layers", {"fast": True}, d_kwargs={"fast_layers": False}, g_kwargs={"fast_layers": False},
-            end_to_end=False),
-    # (c) one D call on cat([real, fake]) (opt-in: it assumes D treats samples independently).
-    Variant("fast+fused_d", {"fast": True, "fused_d_forward": True}, end_to_end=False),
-    Variant("fast+fused_d+bf16", {"fast": True, "fused_d_forward": True, "amp": "bf16"}, needs_bf16=True),
+    Variant(BASELINE, None),  # the tutorial's loop, D step called
+    # The tutorial's step, literally, on the library's nn.Linear/nn.Dropout models (benchmarks/plain_step.py).
+    Variant("plain", {"step_class": TutorialLiteralStep}, d_kwargs={"fast_layers": False},
+            g_kwargs={"fast_layers": False}, optimizer="tutorial"),
+    Variant("default", {}),  # GANTrainer(...) with the builders' defaults: public PyTorch only
+    Variant("default+bf16", {"amp": "bf16"}, needs_bf16=True),  # bf16 autocast
+    # The default step with nn.Linear/nn.Dropout (fast_layers=False): what MaskDropout adds.
+    Variant("nn_layers", {}, d_kwargs={"fast_layers": False}, g_kwargs={"fast_layers": False}, end_to_end=False),
+    # The opt-in oneDNN Linear (a private operator; layers.use_onednn_linear) on the default step.
+    Variant("onednn", {}, onednn=True, end_to_end=False),
+    # One D call on cat([real, fake]) (opt-in: it assumes D treats samples independently).
+    Variant("fused_d", {"step_class": FusedDiscriminatorStep}, end_to_end=False),
+    # The step through torch.compile (CompiledGANStep), fp32 and bf16.
+    Variant("compiled", {"compile": True}),
+    Variant("compiled+bf16", {"compile": True, "amp": "bf16"}, needs_bf16=True),
     # The whole step as one CUDA graph (torchgan_lite.graphed), fp32 and bf16.
     Variant("graph", {"capture": "cuda_graph"}, devices=("cuda",)),
     Variant("graph+bf16", {"capture": "cuda_graph", "amp": "bf16"}, devices=("cuda",), needs_bf16=True),
-    Variant("graph+fused_d+bf16", {"capture": "cuda_graph", "fused_d_forward": True, "amp": "bf16"},
-            devices=("cuda",), needs_bf16=True),
 )
 
 

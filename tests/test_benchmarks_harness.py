@@ -132,13 +132,15 @@ def test_reference_step_runs_the_discriminator_step() -> None:
 def test_variant_table_is_well_formed_and_skips_unknown_options() -> None:
     names = [v.name for v in VARIANTS]
     assert names[0] == BASELINE and len(set(names)) == len(names)
-    assert variant_by_name("fast").trainer_kwargs == {"fast": True}
+    assert variant_by_name("default").trainer_kwargs == {}
+    assert variant_by_name("compiled").trainer_kwargs == {"compile": True}
     with pytest.raises(ValueError, match="no variant named"):
         variant_by_name("nope")
     assert "no option not_an_option" in (Variant("x", {"not_an_option": 1}).skip_reason("cpu") or "")
     assert "mlp_discriminator has no option nope" in (Variant("x", {}, d_kwargs={"nope": 1}).skip_reason("cpu") or "")
-    assert Variant("x", {"fast": True}, devices=("cuda",)).skip_reason("cpu") is not None
-    assert variant_by_name("fast").skip_reason("cpu") is None
+    assert Variant("x", {"amp": None}, devices=("cuda",)).skip_reason("cpu") is not None
+    for name in ("plain", "default", "onednn", "fused_d", "compiled"):
+        assert variant_by_name(name).skip_reason("cpu") is None, name
 
 
 def test_plan_scaling_rounds_up_and_quick_is_one_round() -> None:
@@ -198,7 +200,7 @@ def test_paired_ratios_alternate_and_divide_within_each_pair(monkeypatch) -> Non
     assert log == ["base", "fast", "fast", "base", "base", "fast"]
 
 
-@pytest.mark.parametrize("name", [BASELINE, "fast"])
+@pytest.mark.parametrize("name", [BASELINE, "default", "plain"])
 def test_measure_records_rates_from_the_timed_rounds(name: str) -> None:
     bench = _Benchmark()
     batches = synthetic_batches(8, "cpu", count=2)
@@ -206,6 +208,7 @@ def test_measure_records_rates_from_the_timed_rounds(name: str) -> None:
     info = measure(bench, kind="step", variant=variant_by_name(name), device="cpu", batch=8, plan=plan,
                    build=lambda: step_runner(variant_by_name(name), "cpu", batches))
     assert bench.calls == 3
+    assert info["first_step_s"] > 0 and info["compile_s"] >= 0
     assert info["steps_per_s"] == pytest.approx(2 / bench.stats.stats.median)
     assert info["images_per_s"] == pytest.approx(8 * info["steps_per_s"])
     assert bench.extra_info["variant"] == name and bench.group == "step cpu batch=8"
@@ -242,11 +245,11 @@ def test_interleaved_ratios_divide_by_the_baseline_of_the_same_turn(monkeypatch)
     from benchmarks import interleaved
 
     with pytest.raises(ValueError, match="must start with 'baseline'"):
-        interleaved.interleaved_ratios(["fast", BASELINE])
-    # A clock that advances 2 s per baseline round and 1 s per fast round: every
+        interleaved.interleaved_ratios(["default", BASELINE])
+    # A clock that advances 2 s per baseline round and 1 s per default round: every
     # per-turn ratio is exactly 2, whatever order the turns run in.
     now = [0.0]
-    cost = {"baseline": 2.0, "fast": 1.0}
+    cost = {"baseline": 2.0, "default": 1.0}
     running: list[str] = []
 
     class FakeRunner:
@@ -259,8 +262,48 @@ def test_interleaved_ratios_divide_by_the_baseline_of_the_same_turn(monkeypatch)
 
     monkeypatch.setattr(interleaved, "step_runner", lambda v, device, batches: FakeRunner(v.name))
     monkeypatch.setattr(interleaved.time, "perf_counter", lambda: now[0])
-    figures = interleaved.interleaved_ratios([BASELINE, "fast"], batch=2, turns=6, steps=3)
+    figures = interleaved.interleaved_ratios([BASELINE, "default"], batch=2, turns=6, steps=3)
     assert figures["baseline"]["ratio"] == 1.0
-    assert figures["fast"]["ratio"] == pytest.approx(2.0)
-    assert figures["fast"]["ms_per_step"] == pytest.approx(1000.0)
-    assert running.count("fast") == 1 + 6  # one warm-up call, then one round a turn
+    assert figures["default"]["ratio"] == pytest.approx(2.0)
+    assert figures["default"]["ms_per_step"] == pytest.approx(1000.0)
+    assert figures["default"]["warmup_s"] == pytest.approx(3.0)  # 3 warm-up steps, timed apart from the turns
+    assert running.count("default") == 1 + 6  # one warm-up call, then one round a turn
+
+
+def test_plain_variant_is_the_tutorials_step_on_library_models() -> None:
+    from benchmarks.harness import make_trainer
+    from benchmarks.plain_step import TutorialLiteralStep
+
+    torch.manual_seed(0)
+    trainer = make_trainer(variant_by_name("plain"), "cpu")
+    step = trainer.gan_step
+    assert isinstance(step, TutorialLiteralStep)
+    assert any(type(m) is torch.nn.Dropout for m in trainer.discriminator.modules())  # nn.Dropout, not MaskDropout
+    assert not trainer.d_optimizer.defaults["fused"] and trainer.d_optimizer.defaults["foreach"] is False
+    trainer.train_step(torch.rand(8, 1, 28, 28) * 2 - 1)
+    # Like the tutorial's G step, its G update leaves gradients in D's weights; the default step does not.
+    d_grads = [p.grad.clone() for p in trainer.discriminator.parameters()]
+    step.generator_update(8)
+    assert any(not torch.equal(a, p.grad) for a, p in zip(d_grads, trainer.discriminator.parameters()))
+
+
+def test_onednn_variant_opts_in_and_default_does_not() -> None:
+    from benchmarks.harness import make_trainer
+    from torchgan_lite import layers
+
+    opted = make_trainer(variant_by_name("onednn"), "cpu")
+    default = make_trainer(variant_by_name("default"), "cpu")
+    assert any(isinstance(m, layers.Linear) for m in opted.generator.modules())
+    assert not any(isinstance(m, layers.Linear) for m in default.generator.modules())
+    assert not any(isinstance(m, layers.Linear) for m in default.discriminator.modules())
+
+
+def test_report_lists_compile_time_apart(tmp_path: Path, capsys) -> None:
+    compiled = _case("step", "cpu", 128, "compiled", 20.0, 1)
+    compiled["extra_info"]["compile_s"] = 40.0
+    quick = _case("step", "cpu", 128, "default", 10.0, 1)
+    quick["extra_info"]["compile_s"] = 0.01
+    rows = report.add_ratios(report.load_rows([_write(tmp_path, [_case("step", "cpu", 128, BASELINE, 5.0, 1),
+                                                                  compiled, quick])])[0])
+    lines = report.compile_lines(rows)
+    assert lines == ["step cpu batch 128: compiled first step +40.0 s (= 800 steady steps)"]
