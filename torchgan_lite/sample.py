@@ -260,18 +260,20 @@ def sample_images(generator: nn.Module, n: int, seed: int | None = None, batch_s
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m torchgan_lite.sample",
-                                description="Sample a grid (or a tensor) from a torchgan_lite checkpoint.")
-    p.add_argument("checkpoint", type=Path, help="checkpoint file, e.g. runs/mnist_mlp/checkpoint.pt")
-    p.add_argument("--n", type=int, default=64, help="number of samples (default: 64, an 8x8 grid)")
-    p.add_argument("--out", type=Path, default=None,
+    p = argparse.ArgumentParser(prog="torchgan-lite-sample",
+                                description="Sample a grid (or a tensor) from a torchgan_lite checkpoint.",
+                                epilog="Also: python -m torchgan_lite.sample.")
+    p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT",
+                   help="checkpoint file, e.g. runs/mnist_mlp/checkpoint.pt")
+    p.add_argument("--n", type=int, default=64, metavar="N", help="number of samples (default: 64, an 8x8 grid)")
+    p.add_argument("--out", type=Path, default=None, metavar="PNG",
                    help="PNG grid to write (default: samples.png, unless --tensor is given)")
-    p.add_argument("--tensor", type=Path, default=None,
+    p.add_argument("--tensor", type=Path, default=None, metavar="FILE",
                    help="also/instead write the raw samples (n, C, H, W) in [-1, 1] with torch.save")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
-    p.add_argument("--nrow", type=int, default=8, help="images per grid row (default: 8)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
-    p.add_argument("--digit", type=int, default=None,
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="noise seed (default: 0)")
+    p.add_argument("--nrow", type=int, default=8, metavar="K", help="images per grid row (default: 8)")
+    p.add_argument("--device", default="cpu", metavar="DEVICE", help="cpu, cuda or auto (default: cpu)")
+    p.add_argument("--digit", type=int, default=None, metavar="D",
                    help="conditional checkpoints: draw only this class (default: cycle through the classes)")
     p.add_argument("--no-ema", action="store_true",
                    help="sample the trained weights even if the checkpoint holds an EMA of them")
