@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import logging
 import os
 import re
 import signal
@@ -151,7 +152,7 @@ def test_history_csv_keeps_its_metrics_across_a_resume(tiny_data, tmp_path):
 
 
 def test_plot_losses_draws_and_loss_plot_skips_without_matplotlib(tiny_trainer, tiny_data, tmp_path, monkeypatch,
-                                                                   capsys):
+                                                                   caplog):
     _fit(tiny_trainer, tiny_data, epochs=2)
     path = reporting.plot_losses(tiny_trainer.state.history, tmp_path / "losses.png")
     assert _png_size(path)[0] > 100
@@ -159,8 +160,10 @@ def test_plot_losses_draws_and_loss_plot_skips_without_matplotlib(tiny_trainer, 
     with pytest.raises(ModuleNotFoundError, match=r"torchgan_lite\[plot\]"):
         reporting.plot_losses(tiny_trainer.state.history, tmp_path / "none.png")
     plot = reporting.LossPlot(tmp_path / "skipped.png")
-    assert plot.draw(tiny_trainer) is None and plot.draw(tiny_trainer) is None
-    assert capsys.readouterr().out.count("note:") == 1  # one note, not one per epoch
+    with caplog.at_level(logging.WARNING, logger="torchgan_lite"):
+        assert plot.draw(tiny_trainer) is None and plot.draw(tiny_trainer) is None
+    notes = [r for r in caplog.records if r.name == "torchgan_lite.reporting" and "note:" in r.getMessage()]
+    assert len(notes) == 1 and "skipping skipped.png" in notes[0].getMessage()  # one note, not one per epoch
     assert not (tmp_path / "skipped.png").exists()
 
 

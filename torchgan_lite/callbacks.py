@@ -11,6 +11,7 @@ at the first epoch end.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
@@ -80,7 +81,14 @@ class ProgressBar:
 
 
 class EpochLogger:
-    """Prints one summary line per completed epoch (mean losses, D outputs, speed); rank 0 only."""
+    """One summary line per completed epoch (mean losses, D outputs, speed, metrics); rank 0 only.
+
+    Args:
+        every: Epochs between lines.
+        file: None: the line is logged at INFO on the ``"torchgan_lite.callbacks"`` logger
+            (``logging.basicConfig(level=logging.INFO)`` shows it; the training command does);
+            a text stream: written there instead, above a live progress bar.
+    """
 
     def __init__(self, every: int = 1, file: TextIO | None = None) -> None:
         self.every = check_int("every", every)
@@ -97,10 +105,13 @@ class EpochLogger:
                 f"g_loss {h.g_loss:.4f} D(real) {h.d_real:+.3f} D(fake) {h.d_fake:+.3f} "
                 f"{h.steps_per_s:.1f} steps/s")
         extra = " ".join(f"{k} {v:.4g}" for k, v in trainer.state.metrics.items())
+        if self.file is None:
+            logging.getLogger(__name__).info("%s", line + (f" | {extra}" if extra else ""))
+            return
         from tqdm.auto import tqdm
 
         # tqdm.write prints above a live progress bar instead of onto its line.
-        tqdm.write(line + (f" | {extra}" if extra else ""), file=self.file if self.file is not None else sys.stdout)
+        tqdm.write(line + (f" | {extra}" if extra else ""), file=self.file)
 
 
 class ModelCheckpoint:

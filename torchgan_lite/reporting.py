@@ -21,9 +21,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import os
 import platform
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -384,12 +384,13 @@ class HistoryCSV:
 class LossPlot:
     """Redraws ``losses.png`` (:func:`plot_losses`) at each epoch end and when ``fit`` stops.
 
-    Without matplotlib it prints one note (to ``file``, stdout by default) and draws nothing.
+    Without matplotlib it says so once and draws nothing.
 
     Args:
         path: The PNG file.
         every: Epochs between redraws (the plot is also drawn when ``fit`` stops).
-        file: Where the missing-matplotlib note goes.
+        file: Where the missing-matplotlib note goes; None: a warning on the
+            ``"torchgan_lite.reporting"`` logger.
     """
 
     def __init__(self, path: str | os.PathLike[str], every: int = 1, file: TextIO | None = None) -> None:
@@ -411,6 +412,8 @@ class LossPlot:
             return plot_losses(trainer.state.history, self.path)
         except ModuleNotFoundError as err:
             self.enabled = False
-            print(f"note: {err}; skipping {self.path.name}", file=self.file if self.file is not None else sys.stdout,
-                  flush=True)
+            if self.file is None:
+                logging.getLogger(__name__).warning("note: %s; skipping %s", err, self.path.name)
+            else:
+                print(f"note: {err}; skipping {self.path.name}", file=self.file, flush=True)
             return None
