@@ -68,7 +68,8 @@ class ProgressBar:
         if self._bar is None or trainer.state.last is None:
             return
         values = trainer.state.last.as_dict()
-        self._bar.set_postfix(epoch=trainer.state.epoch + 1, d=f"{values['d_loss']:.3f}",
+        st = trainer.state  # the epoch in progress, "k/N", as the messages say "in epoch k of N"
+        self._bar.set_postfix(epoch=f"{st.epoch + 1}/{st.max_epochs}", d=f"{values['d_loss']:.3f}",
                               g=f"{values['g_loss']:.3f}", refresh=False)
         self._bar.update(trainer.state.step - self._last_step)
         self._last_step = trainer.state.step
