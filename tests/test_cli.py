@@ -240,6 +240,25 @@ def test_conditional_run_writes_the_digit_grids(fake_mnist, tmp_path):
     assert "ema" in saved["extra"]  # the improved recipe's generator EMA
 
 
+def test_logger_tensorboard_one_epoch_run(fake_mnist, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert run(["--epochs", "1", "--logger", "tensorboard"], tmp_path) == 0
+    acc = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    scalars = acc.Tags()["scalars"]
+    assert {"epoch/d_loss", "epoch/g_loss", "epoch/steps_per_s"} <= set(scalars)
+    history = json.loads((tmp_path / "history.jsonl").read_text())
+    assert [(e.step, e.value) for e in acc.Scalars("epoch/d_loss")] == [(2, pytest.approx(history["d_loss"]))]
+    assert [e.step for e in acc.Images("samples")] == [2, 2]  # the epoch's grid and the final one
+
+
+def test_logger_tensorboard_without_the_package_is_one_error_line(fake_mnist, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if the [tensorboard] extra were not installed
+    assert run(["--logger", "tensorboard"], tmp_path) == 2
+    assert "pip install 'torchgan_lite[tensorboard]'" in one_error_line(capsys.readouterr().err)
+
+
 # --------------------------------------------------------------------------- failures while training
 
 
