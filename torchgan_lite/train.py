@@ -819,10 +819,11 @@ def _run(args: argparse.Namespace, argv: list[str], command: Sequence[str] | Non
             raise  # a bug: its traceback is the useful report
         saved = f"; the last checkpoint, {checkpoint.path}, is intact" if checkpoint.path.exists() else ""
         raise CLIError(f"{message} ({_epoch_words(trainer)}){saved}", status=EXIT_FAILED) from None
-    if stop.signum is not None:  # SIGTERM outside the trainer's own handling: fit ended at a step boundary
+    st = trainer.state
+    finished = st.epoch >= args.epochs or (args.max_steps is not None and st.step >= args.max_steps)
+    if stop.signum is not None and not finished:  # a signal outside the trainer's own handling stopped fit early
         return _interrupted(trainer, checkpoint, stop.signum, argv, command, write_run_json)
     write_run_json("completed")
-    st = trainer.state
     why = (f" (--max-steps {args.max_steps} reached in epoch {st.epoch + 1} of {st.max_epochs})"
            if st.epoch_step and args.max_steps is not None and st.step >= args.max_steps else "")
     final = "digits_final.png" if args.conditional else "samples_final.png"
