@@ -789,7 +789,8 @@ def _run(args: argparse.Namespace, argv: list[str], command: Sequence[str] | Non
         except ValueError as err:
             raise CLIError(f"cannot resume: {err}") from None
         trainer.state.max_epochs = args.epochs
-        log.info("resumed from %s: %s", path, _epoch_words(trainer))
+        if trainer.is_main_process:
+            log.info("resumed from %s: %s", path, _epoch_words(trainer))
         if explicit_lr and saved_options and saved_options.get("lr") != lr:
             log.info("learning rate %g (--lr), was %g in the checkpoint", lr, saved_options.get("lr"))
 
