@@ -231,6 +231,47 @@ def test_lr_on_resume_is_explicit_and_run_json_tells_the_truth(fake_mnist, tmp_p
     assert "learning rate 0.0005 (--lr), was 0.001 in the checkpoint" in capsys.readouterr().out
 
 
+def test_run_json_tells_the_progress_while_running(fake_mnist, tmp_path, monkeypatch):
+    make, seen = train._networks, []
+
+    def networks(args):
+        g, d = make(args)
+        forward, calls = g.forward, [0]
+
+        def reading_run_json(*a):
+            calls[0] += 1
+            if calls[0] == 1 + 2 * 4 + 2 + 1:  # the D update of step 5: two epochs (and their grids) done
+                seen.append(run_json(tmp_path))
+            return forward(*a)
+
+        g.forward = reading_run_json
+        return g, d
+
+    monkeypatch.setattr(train, "_networks", networks)
+    assert run(["--epochs", "3"], tmp_path) == 0
+    assert [(i["status"], i["step"], i["epoch"], i["checkpoint_step"]) for i in seen] == [("running", 4, 2, 4)]
+    assert run_json(tmp_path)["status"] == "completed"
+
+
+def test_compile_is_passed_to_the_trainer(fake_mnist, tmp_path, monkeypatch):
+    built, real = [], train.GANTrainer
+
+    def trainer(*args, **kwargs):
+        built.append(kwargs["compile"])
+        return real(*args, **{**kwargs, "compile": False})  # eager here: compiling would take minutes
+
+    monkeypatch.setattr(train, "GANTrainer", trainer)
+    assert run(["--epochs", "1", "--compile"], tmp_path) == 0
+    assert run(["--epochs", "1"], tmp_path / "eager") == 0
+    assert built == [True, False]
+
+
+def test_resume_refuses_a_checkpoint_without_command_line_options(fake_mnist, tmp_path, capsys, tiny_trainer):
+    tiny_trainer.save_checkpoint(tmp_path / "library.pt")  # written by a script, not by this command
+    assert run(["--resume", str(tmp_path / "library.pt")], tmp_path / "out") == 2
+    assert "holds no command-line options" in one_error_line(capsys.readouterr().err)
+
+
 def test_conditional_run_writes_the_digit_grids(fake_mnist, tmp_path):
     assert run(["--epochs", "1"], tmp_path, defaults=train.CONDITIONAL) == 0
     for name in ("samples_final.png", "digits_final.png", "digits_epoch_001.png", "history.jsonl"):
