@@ -203,6 +203,17 @@ def test_resume_auto_starts_afresh_then_continues(fake_mnist, tmp_path, capsys):
     assert [json.loads(line)["step"] for line in (tmp_path / "history.jsonl").read_text().splitlines()] == [2, 4]
 
 
+def test_rerunning_a_finished_run_trains_nothing(fake_mnist, tmp_path, capsys, recwarn):
+    assert run(["--epochs", "1", "--resume", "auto"], tmp_path) == 0
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    capsys.readouterr()
+    assert run(["--epochs", "1", "--resume", "auto"], tmp_path) == 0
+    assert "nothing to train: the checkpoint has reached --epochs 1 already" in capsys.readouterr().out
+    assert not [w for w in recwarn if "nothing to train" in str(w.message)]
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+    assert run_json(tmp_path)["status"] == "completed"
+
+
 def test_resume_auto_takes_the_newest_valid_checkpoint(fake_mnist, tmp_path, capsys):
     assert run(["--epochs", "1"], tmp_path) == 0
     older = tmp_path / "checkpoint.pt.1"

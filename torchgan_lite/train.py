@@ -793,6 +793,14 @@ def _run(args: argparse.Namespace, argv: list[str], command: Sequence[str] | Non
             log.info("resumed from %s: %s", path, _epoch_words(trainer))
         if explicit_lr and saved_options and saved_options.get("lr") != lr:
             log.info("learning rate %g (--lr), was %g in the checkpoint", lr, saved_options.get("lr"))
+        st = trainer.state
+        if st.epoch >= args.epochs or (args.max_steps is not None and st.step >= args.max_steps):
+            # A scheduler rerunning the command of a finished run: nothing to train, and no warning to read.
+            write_run_json("completed")
+            if trainer.is_main_process:
+                log.info("nothing to train: the checkpoint has reached --epochs %d%s already", args.epochs,
+                         f" or --max-steps {args.max_steps}" if args.max_steps is not None else "")
+            return 0
 
     steps = len(loader)
     limit = f", stopping at step {args.max_steps}" if args.max_steps is not None else ""
