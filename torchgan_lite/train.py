@@ -848,7 +848,10 @@ def _interrupted(trainer: GANTrainer, checkpoint: callbacks.ModelCheckpoint, sig
     name = signal.Signals(signum).name
     write_run_json("interrupted", signal=name)
     if trainer.is_main_process:
-        print(f"\n{name}: stopped {_epoch_words(trainer)}.", file=sys.stderr, flush=True)
+        st = trainer.state
+        where = (_epoch_words(trainer) if st.epoch_step else
+                 f"after epoch {st.epoch} of {st.max_epochs} ({st.epoch} completed), step {st.step}")
+        print(f"\n{name}: stopped {where}.", file=sys.stderr, flush=True)
         if checkpoint.last_saved_step == trainer.state.step:
             print(f"Checkpoint saved to {checkpoint.path}. Resume with:\n  "
                   f"{resume_command(argv, checkpoint.path, command)}", file=sys.stderr, flush=True)
