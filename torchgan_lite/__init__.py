@@ -1,7 +1,7 @@
 """torchgan_lite: small, fast, reusable GAN components for PyTorch.
 
 - :mod:`torchgan_lite.models`: generator/discriminator builders (plain functions).
-- :mod:`torchgan_lite.layers`: ``Linear`` and ``MaskDropout``, nn.Linear/nn.Dropout made faster on a CPU.
+- :mod:`torchgan_lite.layers`: ``MaskDropout`` (nn.Dropout, faster on a CPU), and an opt-in oneDNN ``Linear``.
 - :mod:`torchgan_lite.losses`: loss objects that only compute values, and regularizers.
 - :class:`GANStep`: one training step (n_critic D updates, one G update), a plain object.
 - :class:`GANTrainer`: the loop around a step, with :class:`Event` hooks and checkpoints.
@@ -20,6 +20,7 @@ from . import (
     models,
     noise,
     recipes,
+    registry,
     regularizers,
     reporting,
     schedules,
@@ -58,6 +59,7 @@ __all__ = [
     "models",
     "noise",
     "recipes",
+    "registry",
     "regularizers",
     "reporting",
     "resolve_device",
