@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import inspect
 import logging
 import math
 import os
@@ -627,13 +626,6 @@ def _with_ema_decay(found: list[Any], decay: float | None) -> list[Any]:
     return kept + ([GeneratorEMA(decay=decay, warmup_steps=warmup)] if decay > 0 else [])
 
 
-def _load_supports(trainer: GANTrainer, name: str) -> bool:
-    try:
-        return name in inspect.signature(trainer.load_checkpoint).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _learning_rates(trainer: GANTrainer) -> dict[str, float]:
     return {"generator": float(trainer.g_optimizer.param_groups[0]["lr"]),
             "discriminator": float(trainer.d_optimizer.param_groups[0]["lr"])}
@@ -777,15 +769,9 @@ def _run(args: argparse.Namespace, argv: list[str], command: Sequence[str] | Non
         path = resume[0]
         explicit_lr = args.lr is not None
         try:
-            if _load_supports(trainer, "hyperparameters"):  # the trainer checks the loss, n_critic, optimizers
-                more: dict[str, Any] = {"data": loader} if _load_supports(trainer, "data") else {}
-                trainer.load_checkpoint(path, hyperparameters="current" if explicit_lr else "check", **more)
-            else:
-                trainer.load_checkpoint(path)  # weights, optimizers, step, history, data order, RNGs
-                if explicit_lr:  # --lr on resume: the new rate from here on, not the saved one
-                    for opt in (trainer.g_optimizer, trainer.d_optimizer):
-                        for group in opt.param_groups:
-                            group["lr"] = lr
+            # Weights, optimizers, step, history, data order, RNGs. The trainer refuses another loss, n_critic,
+            # amp or batch size, and other optimizer hyper-parameters unless --lr asks for this run's ("current").
+            trainer.load_checkpoint(path, data=loader, hyperparameters="current" if explicit_lr else "check")
         except ValueError as err:
             raise CLIError(f"cannot resume: {err}") from None
         trainer.state.max_epochs = args.epochs
