@@ -76,9 +76,24 @@ def test_no_recompiles_across_steps_batches_and_epochs(data):
     assert trainer.state.epoch == 3 and trainer.state.step == 9
 
 
+
+def test_mask_dropout_draws_the_eager_masks_in_the_compiled_step(data, monkeypatch):
+    # MaskDropout's mask is one opaque custom operator in the graph, drawn from torch's
+    # generator in the eager order: with dropout on, the numbers are the eager step's.
+    from torchgan_lite import layers
+
+    monkeypatch.setattr(layers, "WORD_MASK_MIN_NUMEL", 0)  # the tiny layers take the word-mask path
+    eager, compiled = _step(GANStep, dropout=0.3), _step(CompiledGANStep, dropout=0.3)
+    assert any(isinstance(m, layers.MaskDropout) for m in compiled.discriminator.modules())
+    ref, got = _run(eager, data, 20), _run(compiled, data, 20)
+    torch.testing.assert_close(torch.tensor(got), torch.tensor(ref), rtol=1e-4, atol=1e-5)
+    no_dropout = _run(_step(GANStep), data, 20)
+    assert torch.tensor(ref).sub(torch.tensor(no_dropout)).abs().max() > 1e-3  # dropout really acted
+
 def test_dropout_on_gives_the_same_loss_statistics(data):
-    # Dropout masks come from Inductor's generator in the compiled step, so the runs
-    # differ step by step; their loss trajectories must agree in distribution.
+    # Below MaskDropout's size cut-off (these tiny layers) dropout is F.dropout, whose masks
+    # come from Inductor's generator in the compiled step: the runs differ step by step,
+    # and their loss trajectories must agree in distribution.
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()

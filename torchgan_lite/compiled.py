@@ -10,10 +10,13 @@ run their forward passes and losses as two compiled functions, built once:
   likewise.
 
 Inductor fuses the elementwise work around the products (bias, LeakyReLU, dropout, the
-loss, autocast's weight casts) into a few loops and calls oneDNN/MKL for the products:
-the speed that ``torchgan_lite.layers.Linear`` got from a private operator, through
-public APIs. The numbers are those of the eager step to float rounding; dropout masks
-(and DiffAugment's draws) come from Inductor's generator, a different random stream.
+loss, autocast's weight casts) into a few loops and calls MKL/oneDNN for the products
+(float32 training products stay on MKL's ``addmm``/``mm``, as in eager mode). Whether
+that is faster than the eager step depends on the machine (docs/benchmarks.md).
+
+The numbers are those of the eager step to float rounding, with dropout on too for :class:`~torchgan_lite.layers.MaskDropout` (the builders' default), whose mask is
+one opaque custom operator drawn from torch's generator as in eager mode; ``nn.Dropout``'s
+masks and DiffAugment's draws come from Inductor's generator, a different random stream.
 
 What stays eager, each for a reason given in :attr:`CompiledGANStep.eager_parts`:
 

@@ -19,8 +19,8 @@ drawing its masks (see docs/benchmarks.md). Both layers keep ``nn.Dropout``'s an
   everywhere else (CUDA, autocast, ``torch.compile``, other dtypes, inputs that are
   not 2-D, a failed self-check) it *is* ``nn.Linear``. Its custom autograd function
   has no ``setup_context``, so ``torch.func`` transforms (vmap, per-sample gradients)
-  do not support it. ``GANTrainer(compile=True)`` reaches the same oneDNN kernels
-  through public APIs; docs/benchmarks.md has the numbers behind this choice.
+  do not support it. ``GANTrainer(compile=True)`` does not replace it: in training,
+  Inductor keeps float32 products on MKL. docs/benchmarks.md has the numbers behind this choice.
 
 The builders' ``fast_layers=True`` gives ``nn.Linear`` and :class:`MaskDropout`;
 ``fast_layers=False`` gives ``nn.Linear``/``nn.Dropout``, the tutorial's modules bit for bit.
@@ -29,6 +29,7 @@ The builders' ``fast_layers=True`` gives ``nn.Linear`` and :class:`MaskDropout`;
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import torch
@@ -140,8 +141,9 @@ class MaskDropout(nn.Dropout):
     """``nn.Dropout`` with masks from 32-bit random words on a CPU (see the module docstring).
 
     A subclass of ``nn.Dropout`` (``p``, ``isinstance`` and ``eval()`` behave the same).
-    Calls with fewer than :data:`WORD_MASK_MIN_NUMEL` units, off the CPU and under
-    ``torch.compile`` use ``F.dropout``.
+    Calls with fewer than :data:`WORD_MASK_MIN_NUMEL` units and off the CPU use ``F.dropout``.
+    Under ``torch.compile`` the mask is one opaque custom operator (``torchgan_lite::word_mask``,
+    ``torch.library.custom_op``), drawn from torch's generator as in eager mode.
 
     Args:
         p: Probability of zeroing a unit, in [0, 1).
@@ -157,19 +159,42 @@ class MaskDropout(nn.Dropout):
             return x
         if not torch.jit.is_scripting():  # TorchScript compiles only F.dropout below
             if (x.device.type == "cpu" and x.layout == torch.strided and 0 < self.p < 1
-                    and x.numel() >= WORD_MASK_MIN_NUMEL and not torch.compiler.is_compiling()):
+                    and x.numel() >= WORD_MASK_MIN_NUMEL):
                 return _word_mask_dropout(x, self.p)
         return F.dropout(x, self.p, training=True)
 
 
-def _word_mask_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+def _word_mask(shape: list[int], p: float, dtype: torch.dtype) -> torch.Tensor:
     # A uniform int32 word w keeps its unit when w >= threshold: probability 1 - p, to 2**-32.
     threshold = min(-(2**31) + round(p * 2**32), 2**31 - 1)
-    n = x.numel()
+    n = math.prod(shape)
     words = torch.empty((n + 1) // 2, dtype=torch.int64).random_(-(2**63), None)  # 64 uniform bits each
-    bits = words.view(torch.int32)[:n].view(x.shape)  # (*x.shape) uniform int32
-    mask = torch.ge(bits, threshold, out=torch.empty(x.shape, dtype=x.dtype))  # 1.0 keep, 0.0 drop
-    return x * mask.mul_(1.0 / (1.0 - p))  # mask: 0 or 1/(1-p), in x's dtype
+    bits = words.view(torch.int32)[:n].view(shape)  # (*shape) uniform int32
+    mask = torch.ge(bits, threshold, out=torch.empty(shape, dtype=dtype))  # 1.0 keep, 0.0 drop
+    return mask.mul_(1.0 / (1.0 - p))  # 0 or 1/(1-p), in dtype
+
+
+@torch.library.custom_op("torchgan_lite::word_mask", mutates_args=())
+def _word_mask_op(x: torch.Tensor, p: float) -> torch.Tensor:
+    """:func:`_word_mask` for ``x``'s shape and dtype as one opaque operator, for ``torch.compile``.
+
+    The graph calls it instead of tracing the draw, so a compiled step draws its masks
+    from torch's CPU generator as the eager step does (Inductor's own per-element
+    generator is about 10x slower on the CPUs measured). ``x`` (detached) is an input
+    only so that two calls on different tensors are never merged into one mask.
+    """
+    return _word_mask(list(x.shape), p, x.dtype)
+
+
+@_word_mask_op.register_fake
+def _(x: torch.Tensor, p: float) -> torch.Tensor:
+    return torch.empty(x.shape, dtype=x.dtype)
+
+
+def _word_mask_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    if torch.compiler.is_compiling():
+        return x * _word_mask_op(x.detach(), p)
+    return x * _word_mask(list(x.shape), p, x.dtype)
 
 
 def layer_types(fast: bool) -> tuple[type[nn.Linear], type[nn.Dropout]]:
