@@ -14,8 +14,9 @@ loss, autocast's weight casts) into a few loops and calls MKL/oneDNN for the pro
 (float32 training products stay on MKL's ``addmm``/``mm``, as in eager mode). Whether
 that is faster than the eager step depends on the machine (docs/benchmarks.md).
 
-The numbers are those of the eager step to float rounding, with dropout on too for :class:`~torchgan_lite.layers.MaskDropout` (the builders' default), whose mask is
-one opaque custom operator drawn from torch's generator as in eager mode; ``nn.Dropout``'s
+The numbers are those of the eager step to float rounding, with dropout on too for
+:class:`~torchgan_lite.layers.MaskDropout` (the builders' default), whose mask is one
+opaque custom operator drawn from torch's generator as in eager mode; ``nn.Dropout``'s
 masks and DiffAugment's draws come from Inductor's generator, a different random stream.
 
 What stays eager, each for a reason given in :attr:`CompiledGANStep.eager_parts`:
@@ -39,9 +40,9 @@ pattern, learning rates live in the eager optimizers, and DiffAugment's probabil
 tensor buffer. ``torch.compiler.set_stance("fail_on_recompile")`` around a warmed-up run
 turns any recompile into an error (the tests do this).
 
-The first steps are slow while Inductor compiles (about 30-60 s for the reference
-model on a 2-core CPU, less with its on-disk cache warm); see docs/benchmarks.md for
-when that pays.
+The first steps are slow while Inductor compiles (60-100 s for the reference model on
+the 2-core CPU measured, a few seconds with its on-disk cache warm); docs/benchmarks.md
+says when that pays (on that CPU, not yet: the compiled step is not faster there).
 """
 
 from __future__ import annotations
