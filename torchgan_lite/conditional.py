@@ -157,8 +157,8 @@ def conditional_mlp_generator(
         out_shape: Shape of one generated sample.
         embed_dim: Size of the label embedding concatenated to the noise; None: ``num_classes``.
         negative_slope: LeakyReLU slope.
-        fast_layers: True: :mod:`torchgan_lite.layers`' ``Linear`` (faster on a CPU, same
-            function); False: ``nn.Linear``. As in :func:`~torchgan_lite.models.mlp_generator`.
+        fast_layers: As in :func:`~torchgan_lite.models.mlp_generator` (no dropout here: ``nn.Linear``
+            either way).
 
     Returns:
         A module ``G(z, y)``: ``(B, latent_dim)`` noise and int64 labels ``(B,)`` to
@@ -200,9 +200,8 @@ def conditional_mlp_discriminator(
             last hidden features (``hidden`` must not be empty). False: a label embedding
             concatenated to the flattened input.
         embed_dim: ``projection=False`` only: size of that embedding; None: ``num_classes``.
-        fast_layers: True: :mod:`torchgan_lite.layers`' ``Linear`` and ``MaskDropout``
-            (faster on a CPU, same function, another dropout random stream); False:
-            ``nn.Linear`` and ``nn.Dropout``. As in :func:`~torchgan_lite.models.mlp_discriminator`.
+        fast_layers: True: ``MaskDropout`` (faster on a CPU, same function, another dropout
+            random stream); False: ``nn.Dropout``. As in :func:`~torchgan_lite.models.mlp_discriminator`.
 
     Returns:
         A module ``D(x, y)``: ``(B, *in_shape)`` images and int64 labels ``(B,)`` to logits

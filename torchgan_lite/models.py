@@ -12,11 +12,11 @@ The discriminator returns a *logit* per sample, ``(B,)``; the recipe's final
 ``Sigmoid`` lives in the loss (``BCEWithLogits``), which is the same function,
 numerically safer and allowed under autocast.
 
-By default both are built from :mod:`torchgan_lite.layers` (``Linear``,
-``MaskDropout``): the same functions and ``state_dict`` as ``nn.Linear`` and
-``nn.Dropout``, faster on a CPU; dropout masks are a different random stream from
-``nn.Dropout``'s. ``fast_layers=False`` builds them from ``nn.Linear``/``nn.Dropout``,
-the tutorial's modules bit for bit.
+By default the discriminator's dropout is :class:`torchgan_lite.layers.MaskDropout`:
+the same function and ``state_dict`` as ``nn.Dropout``, cheaper masks on a CPU, a
+different random stream. ``fast_layers=False`` builds both from ``nn.Linear``/``nn.Dropout``,
+the tutorial's modules bit for bit. (The oneDNN ``Linear`` is an opt-in that relies on a
+private operator: :func:`torchgan_lite.layers.use_onednn_linear`.)
 
 A generator declares ``latent_dim`` (an int attribute) so the trainer can draw
 noise for it; a custom generator may declare it too, or the trainer is told. Both
@@ -119,8 +119,8 @@ def mlp_generator(
         hidden: Widths of the hidden layers, each followed by LeakyReLU.
         out_shape: Shape of one generated sample, e.g. ``(1, 28, 28)``.
         negative_slope: LeakyReLU slope (the recipe's 0.2).
-        fast_layers: True: :class:`torchgan_lite.layers.Linear` (oneDNN products on a
-            CPU, same function). False: ``nn.Linear``, the tutorial's module.
+        fast_layers: Kept for symmetry with the discriminator: the generator has no dropout,
+            so both values build ``nn.Linear`` layers.
 
     Returns:
         A module mapping ``(B, latent_dim)`` to ``(B, *out_shape)`` in [-1, 1] (Tanh);
@@ -150,10 +150,10 @@ def mlp_discriminator(
         hidden: Widths of the hidden layers, each followed by LeakyReLU then Dropout.
         dropout: Dropout probability after each hidden layer (the recipe's 0.3; 0 removes it).
         negative_slope: LeakyReLU slope (the recipe's 0.2).
-        fast_layers: True: :class:`torchgan_lite.layers.Linear` and
-            :class:`~torchgan_lite.layers.MaskDropout` (same function, faster on a CPU;
-            the masks are a different random stream from ``nn.Dropout``'s). False:
-            ``nn.Linear`` and ``nn.Dropout``, the tutorial's modules and masks bit for bit.
+        fast_layers: True: ``nn.Linear`` and :class:`~torchgan_lite.layers.MaskDropout` (same
+            function, faster on a CPU; the masks are a different random stream from
+            ``nn.Dropout``'s). False: ``nn.Linear`` and ``nn.Dropout``, the tutorial's modules and
+            masks bit for bit.
 
     Returns:
         A module mapping ``(B, *in_shape)`` to logits ``(B,)``; no sigmoid, the loss owns it.
