@@ -51,9 +51,26 @@ ABLATIONS: dict[str, RecipeSpec] = {
 }
 
 
+def spec_for(name: str) -> RecipeSpec:
+    """An ABLATIONS entry, or a combination of them written ``+a+b`` (each one's changes to the reference, merged)."""
+    if name in ABLATIONS:
+        return ABLATIONS[name]
+    parts = [part if part in ABLATIONS else "+" + part for part in name.split("+") if part]
+    if len(parts) < 2 or any(part not in ABLATIONS for part in parts):
+        raise ValueError(f"unknown config {name!r}: a name from {list(ABLATIONS)} or a combination such as "
+                         "'+diffaugment+lecam' or 'improved+lecam'")
+    changes: dict[str, object] = {}
+    for part in parts:
+        spec = ABLATIONS[part]
+        changes |= {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)
+                    if f.name != "description" and getattr(spec, f.name) != getattr(REF, f.name)}
+    return dataclasses.replace(REF, description=" + ".join(ABLATIONS[p].description for p in parts), **changes)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--configs", nargs="*", default=list(ABLATIONS), help="names from ABLATIONS (default: all)")
+    p.add_argument("--configs", nargs="*", default=list(ABLATIONS),
+                   help="names from ABLATIONS, or combinations such as +diffaugment+lecam (default: all of ABLATIONS)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n", type=int, default=10000, help="samples scored")
@@ -68,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def make_trainer(name: str, seed: int, batch_size: int = 128) -> tuple[GANTrainer, list]:
     seed_everything(seed)
     generator, discriminator = models.mlp_generator(), models.mlp_discriminator()
-    parts = build_parts(ABLATIONS[name], generator, discriminator, batch_size=batch_size)
+    parts = build_parts(spec_for(name), generator, discriminator, batch_size=batch_size)
     trainer = GANTrainer(generator, discriminator, parts.loss, g_optimizer=parts.g_optimizer,
                          d_optimizer=parts.d_optimizer, n_critic=parts.n_critic, regularizers=parts.regularizers,
                          augment=parts.augment, device="cpu")
@@ -96,7 +113,7 @@ def train_and_score(name: str, args: argparse.Namespace, images: torch.Tensor) -
     t0 = time.perf_counter()
     trainer.fit(loader, epochs=args.epochs)
     train_s = time.perf_counter() - t0
-    common = {"config": name, "description": ABLATIONS[name].description, "epochs": args.epochs,
+    common = {"config": name, "description": spec_for(name).description, "epochs": args.epochs,
               "steps": trainer.state.step, "seed": args.seed, "n": args.n, "train_s": round(train_s, 1),
               "torch": torch.__version__, "device": "cpu, 1 thread (2-core machine shared with other jobs)"}
     rows = [{**common, "weights": "trained", **score(trainer.generator, args.n)}]
@@ -147,9 +164,11 @@ def time_steps(args: argparse.Namespace, images: torch.Tensor) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)
-    unknown = [c for c in args.configs if c not in ABLATIONS]
-    if unknown:
-        sys.exit(f"unknown configs {unknown}; choose from {list(ABLATIONS)}")
+    try:
+        for name in args.configs:
+            spec_for(name)
+    except ValueError as err:
+        sys.exit(str(err))
     images = data.mnist(None, device="cpu")[: args.subset]  # (60000, 1, 28, 28) in [-1, 1]
     if args.time:
         time_steps(args, images)

@@ -52,6 +52,19 @@ def test_improved_recipe_is_the_example_recipe():
     assert isinstance(ema, GeneratorEMA) and (ema.decay, ema.warmup_steps) == (0.999, 500)
 
 
+def test_improved_r1_is_improved_plus_lazy_r1_with_corrected_adam():
+    g, d = tiny_models()
+    parts = build_parts("improved-r1", g, d)
+    (lazy,) = parts.regularizers
+    assert isinstance(lazy, LazyRegularizer) and lazy.every == 16 and lazy.reg == losses.R1Penalty(10.0)
+    c = 16 / 17
+    group = parts.d_optimizer.param_groups[0]
+    assert group["lr"] == pytest.approx(2e-4 * c) and group["betas"] == pytest.approx((0.5**c, 0.999**c))
+    assert parts.g_optimizer.param_groups[0]["betas"] == (0.5, 0.999)  # G's penalty is not lazy: uncorrected
+    assert parts.loss == losses.NonSaturatingLoss(real_label=0.9)
+    assert isinstance(parts.callbacks[0], GeneratorEMA)
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 def test_every_loss_builds_with_its_critic_steps(loss):
     g, d = tiny_models()
