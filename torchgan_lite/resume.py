@@ -154,7 +154,10 @@ def _without_implementation_keys(config: dict[str, Any]) -> dict[str, Any]:
     for name in ("g_optimizer", "d_optimizer"):
         if isinstance(out.get(name), dict):
             opt = dict(out[name])
-            opt["param_groups"] = [{k: v for k, v in g.items() if k not in IMPLEMENTATION_KEYS}
+            # With a learning-rate schedule, "initial_lr" is the run's setting and "lr" its moving position
+            # (restored by the schedule's own state): compare the first only.
+            opt["param_groups"] = [{k: v for k, v in g.items() if k not in IMPLEMENTATION_KEYS
+                                    and not (k == "lr" and "initial_lr" in g)}
                                    for g in opt.get("param_groups", [])]
             out[name] = opt
     return out

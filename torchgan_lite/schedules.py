@@ -68,9 +68,9 @@ class LRSchedule:
     def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:
         """Step the scheduler at the interval's event and save its state in checkpoints under ``name``.
 
-        Attach before ``trainer.load_checkpoint`` so a resumed run restores the schedule; the
-        schedule has moved the optimizer's learning rate away from the one it was built with,
-        so resume with ``load_checkpoint(path, hyperparameters="saved")``.
+        Attach before ``trainer.load_checkpoint`` so a resumed run restores the schedule. Loading
+        compares the schedule's ``initial_lr`` with the saved run's (not the moving ``lr``) and
+        continues from the saved rates.
         """
         for attr in ("add_callback", "register_state", "g_optimizer", "d_optimizer"):
             if not hasattr(trainer, attr):
