@@ -275,7 +275,6 @@ def test_private_torch_apis_only_behind_opt_ins():
 
     allowed = {
         "layers.py": "the oneDNN Linear, opt-in through use_onednn_linear",
-        "ema.py": "torch._foreach_* in the GeneratorEMA callback, attached by the user",
     }
     package = Path(layers.__file__).parent
     found = {}
@@ -284,3 +283,4 @@ def test_private_torch_apis_only_behind_opt_ins():
         if re.search(r"torch\.ops\.|torch\._[a-z]|torch\.utils\._|torch\.nn\.utils\._", text):
             found[path.name] = True
     assert set(found) <= set(allowed), f"private torch APIs in {sorted(set(found) - set(allowed))}"
+    assert "layers.py" in found  # the scan does see the one private use that remains

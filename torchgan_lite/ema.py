@@ -31,8 +31,8 @@ Buffers (batch-norm running statistics, spectral-norm singular vectors) are
 *copied* from the live generator, not averaged: an average of unit vectors is
 not a unit vector.
 
-The update is one ``torch._foreach_lerp_`` over the parameter list and one
-``torch._foreach_copy_`` over the buffers: a few fused kernels, no host
+The update is one ``Tensor.lerp_`` per parameter and one ``copy_`` per buffer
+(public operators; a handful of kernels for the recipe's eight tensors), with no host
 synchronisation. It runs at ``Event.STEP_END`` every ``every`` steps.
 :meth:`GeneratorEMA.attach` registers the callback's state under ``"ema"``, so
 checkpoints hold ``extra["ema"]["generator"]`` (the averaged weights, which
@@ -195,12 +195,11 @@ class GeneratorEMA:
         assert self._source is not None
         pairs = [(e, s) for e, s in zip(self.generator.parameters(), self._source.parameters())
                  if e.is_floating_point()]
-        if pairs:
-            ema_params, live_params = zip(*pairs)
-            torch._foreach_lerp_(list(ema_params), list(live_params), 1.0 - self.current_decay())
-        ema_buffers, live_buffers = list(self.generator.buffers()), list(self._source.buffers())
-        if ema_buffers:
-            torch._foreach_copy_(ema_buffers, live_buffers)
+        weight = 1.0 - self.current_decay()
+        for ema_param, live_param in pairs:
+            ema_param.lerp_(live_param, weight)
+        for ema_buffer, live_buffer in zip(self.generator.buffers(), self._source.buffers()):
+            ema_buffer.copy_(live_buffer)
         self.num_updates += 1
 
     # ------------------------------------------------------------------ trainer
