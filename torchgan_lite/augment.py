@@ -29,7 +29,7 @@ come from torch's global RNG on the input's device, so seeded runs repeat.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -69,8 +69,9 @@ def rand_contrast(x: torch.Tensor) -> torch.Tensor:
 
 
 def _grid(x: torch.Tensor, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    return torch.meshgrid(torch.arange(x.shape[0], device=x.device), torch.arange(rows, device=x.device),
-                          torch.arange(cols, device=x.device), indexing="ij")  # 3 x (B, rows, cols)
+    b, r, c = torch.meshgrid(torch.arange(x.shape[0], device=x.device), torch.arange(rows, device=x.device),
+                             torch.arange(cols, device=x.device), indexing="ij")  # 3 x (B, rows, cols)
+    return b, r, c
 
 
 def rand_translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
@@ -253,10 +254,14 @@ class AdaptiveAugment:
                                "which this trainer's StepResult does not provide")
         self.observe(real_sign)
 
+    def _probability(self) -> torch.Tensor:
+        """The augment's ``probability`` buffer, looked up each time (``.to(device)`` replaces buffers)."""
+        return cast(torch.Tensor, self.augment.probability)
+
     @torch.no_grad()
     def observe(self, real_sign: torch.Tensor | float) -> None:
         """Add one step's ``real_sign``; at every ``interval``-th step, adjust ``p`` and restart the sum."""
-        prob = self.augment.probability  # type: ignore[union-attr]
+        prob = self._probability()
         value = torch.as_tensor(real_sign, dtype=torch.float32, device=prob.device)
         if self.sign_sum is None:
             self.sign_sum = torch.zeros((), dtype=torch.float32, device=prob.device)
@@ -275,7 +280,7 @@ class AdaptiveAugment:
 
     def state_dict(self) -> dict[str, Any]:
         """``{"p": tensor, "sign_sum": tensor or None, "steps": int}`` (copies)."""
-        return {"p": self.augment.probability.detach().clone(),  # type: ignore[union-attr]
+        return {"p": self._probability().detach().clone(),
                 "sign_sum": None if self.sign_sum is None else self.sign_sum.detach().clone(),
                 "steps": self.steps}
 
@@ -290,7 +295,7 @@ class AdaptiveAugment:
         if sign_sum is not None and (not isinstance(sign_sum, torch.Tensor) or sign_sum.numel() != 1):
             raise ValueError(f"AdaptiveAugment state: sign_sum must be a 1-element tensor or None, got {sign_sum!r}")
         steps = check_int("steps", state["steps"], minimum=0)
-        prob = self.augment.probability  # type: ignore[union-attr]
+        prob = self._probability()
         prob.copy_(p.reshape(()))
         self.sign_sum = None if sign_sum is None else sign_sum.detach().clone().float().reshape(()).to(prob.device)
         self.steps = steps

@@ -39,7 +39,7 @@ import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -124,7 +124,8 @@ def _tensor_crc(t: torch.Tensor) -> int:
         t = t.to_dense()
     flat = t.detach().cpu().contiguous().reshape(-1)
     header = f"{t.dtype}{tuple(t.shape)}".encode()
-    return zlib.crc32(flat.view(torch.uint8).numpy(), zlib.crc32(header)) if flat.numel() else zlib.crc32(header)
+    data = cast(Any, flat.view(torch.uint8).numpy())  # a buffer (numpy's stubs do not say so)
+    return zlib.crc32(data, zlib.crc32(header)) if flat.numel() else zlib.crc32(header)
 
 
 def _checksums(payload: dict[str, Any]) -> dict[str, Any]:
@@ -347,7 +348,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     return ckpt
 
 
-def _check_map_location(map_location: object) -> object:
+def _check_map_location(map_location: object) -> Any:
     """``map_location`` ready for ``torch.load``; checked here, so that torch's error about it is not
     reported as a damaged file."""
     if isinstance(map_location, (str, torch.device)):

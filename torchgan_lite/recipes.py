@@ -141,8 +141,8 @@ def _adam(module: nn.Module, lr: float, betas: tuple[float, float]) -> torch.opt
     return torch.optim.Adam(module.parameters(), lr=lr, betas=betas, fused=True)
 
 
-def build_parts(recipe: str, generator: nn.Module, discriminator: nn.Module, *, loss: str = "nonsaturating",
-                lr: float | None = None, n_critic: int | None = None,
+def build_parts(recipe: str | RecipeSpec, generator: nn.Module, discriminator: nn.Module, *,
+                loss: str = "nonsaturating", lr: float | None = None, n_critic: int | None = None,
                 steps_per_epoch: int | None = None, batch_size: int = 128) -> TrainingParts:
     """Build a named recipe's training parts for ``generator`` and ``discriminator``.
 

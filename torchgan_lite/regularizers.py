@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -174,7 +174,8 @@ class LazyRegularizer:
 
     def state_dict(self) -> dict[str, Any]:
         """``{"calls", "every", "reg": the wrapped regularizer's state_dict() or None}``."""
-        inner = self.reg.state_dict() if callable(getattr(self.reg, "state_dict", None)) else None
+        state_dict = getattr(self.reg, "state_dict", None)
+        inner = state_dict() if callable(state_dict) else None
         return {"calls": self.calls, "every": self.every, "reg": inner}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -251,7 +252,7 @@ def apply_spectral_norm(module: nn.Module, n_power_iterations: int = 1, eps: flo
         if isinstance(layer, _NORMED):
             found = True
             already = parametrize.is_parametrized(layer, "weight") and any(
-                type(p).__name__ == "_SpectralNorm" for p in layer.parametrizations["weight"])
+                type(p).__name__ == "_SpectralNorm" for p in cast(Any, layer).parametrizations["weight"])
             if not already:
                 spectral_norm(layer, n_power_iterations=n_power_iterations, eps=eps)
     if not found:

@@ -26,7 +26,7 @@ import os
 import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import torch
 
@@ -415,5 +415,5 @@ class LossPlot:
             if self.file is None:
                 logging.getLogger(__name__).warning("note: %s; skipping %s", err, self.path.name)
             else:
-                print(f"note: {err}; skipping {self.path.name}", file=self.file, flush=True)
+                print(f"note: {err}; skipping {self.path.name}", file=cast(TextIO, self.file), flush=True)
             return None

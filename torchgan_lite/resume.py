@@ -121,7 +121,8 @@ def migrate(ckpt: dict[str, Any]) -> dict[str, Any]:
     if "step" in ckpt or "g_optimizer" not in ckpt:
         return ckpt
     out = {k: v for k, v in ckpt.items() if k not in ("g_optimizer", "d_optimizer", "regularizers")}
-    tr = ckpt.get("trainer") if isinstance(ckpt.get("trainer"), dict) else {}
+    entry = ckpt.get("trainer")
+    tr: dict[str, Any] = entry if isinstance(entry, dict) else {}
     out["step"] = {
         "g_optimizer": ckpt["g_optimizer"],
         "d_optimizer": ckpt["d_optimizer"],

@@ -293,7 +293,8 @@ class GANTrainer:
         seconds = time.perf_counter() - self._epoch_t0
         n = max(sums[4], 1.0)
         st.epoch += 1
-        st.history.append(EpochStats(st.epoch, st.step, *(v / n for v in sums[:4]), seconds=seconds,
+        d_loss, g_loss, d_real, d_fake = (v / n for v in sums[:4])
+        st.history.append(EpochStats(st.epoch, st.step, d_loss, g_loss, d_real, d_fake, seconds=seconds,
                                      steps_per_s=(st.step - self._epoch_step0) / seconds if seconds > 0 else math.nan))
         self._epoch_sums.zero_()
         st.epoch_step = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -88,7 +88,7 @@ def probe(generator: nn.Module, discriminator: nn.Module, loss: object, regulari
                                  f"a batch of 2 it returned {getattr(logits, 'shape', type(logits).__name__)}")
             logits = logits.reshape(2).float()
             try:  # a loss may depend on state that exists only once training runs: then this check waits
-                values = (("discriminator_loss(real_logits, fake_logits)",
+                values: tuple[tuple[str, Any], ...] = (("discriminator_loss(real_logits, fake_logits)",
                            loss.discriminator_loss(logits, logits)),  # type: ignore[attr-defined]
                           ("generator_loss(fake_logits)", loss.generator_loss(logits)))  # type: ignore[attr-defined]
             except Exception:
