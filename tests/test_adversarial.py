@@ -333,7 +333,7 @@ def test_checkpoint_functions_check_their_arguments(value, good, tmp_path_factor
                  _is_path(value) and str(value).strip() not in (".", "")),
         "obj": (lambda: save_checkpoint(value, folder / "c.pt"), isinstance(value, dict)),
         "map_location": (lambda: load_checkpoint(good, map_location=value), _is_map_location(value)),
-        "folder_or_path": (lambda: latest_checkpoint(value), _is_path(value) or value == ""),
+        "folder_or_path": (lambda: latest_checkpoint(value), _is_path(value)),
     }
     for arg, (call, valid) in calls.items():
         try:

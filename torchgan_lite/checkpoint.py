@@ -272,6 +272,8 @@ def latest_checkpoint(folder_or_path: str | os.PathLike[str], map_location: str 
     """
     if not isinstance(folder_or_path, (str, os.PathLike)):
         raise TypeError(f"folder_or_path must be a str or os.PathLike, got {type(folder_or_path).__name__}")
+    if isinstance(folder_or_path, str) and not folder_or_path.strip():
+        raise ValueError(f"folder_or_path must name a folder or a checkpoint file, got {folder_or_path!r}")
     map_location = _check_map_location(map_location)  # here: a bad one would make every candidate look damaged
     target = Path(folder_or_path)
     if target.is_dir():
