@@ -271,6 +271,14 @@ def _is_int(v: object, minimum: int) -> bool:
     return type(v) is int and v >= minimum
 
 
+def _inside(folder: Path, value: object) -> object:
+    """A relative path value, moved inside ``folder`` so the fuzz never writes into the working directory."""
+    if isinstance(value, (str, os.PathLike)) and str(value).strip() not in (".", "") \
+            and not Path(value).is_absolute():
+        return folder / value
+    return value
+
+
 def _is_path(v: object) -> bool:
     return isinstance(v, os.PathLike) or (isinstance(v, str) and bool(v.strip()))
 
@@ -327,9 +335,7 @@ def test_checkpoint_functions_check_their_arguments(value, good, tmp_path_factor
     folder = tmp_path_factory.mktemp("fuzz")
     calls = {
         # A relative path is written inside the test's folder, never into the working directory.
-        "path": (lambda: save_checkpoint({"x": 1}, folder / "x" if value == "x.pt" else
-                                         folder / value if isinstance(value, str) and value.strip() not in (".", "")
-                                         else value),
+        "path": (lambda: save_checkpoint({"x": 1}, _inside(folder, value)),
                  _is_path(value) and str(value).strip() not in (".", "")),
         "obj": (lambda: save_checkpoint(value, folder / "c.pt"), isinstance(value, dict)),
         "map_location": (lambda: load_checkpoint(good, map_location=value), _is_map_location(value)),
