@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from .utils import positive_int
+
 if TYPE_CHECKING:
     from .metrics.evaluator import SampleSource
 
@@ -45,16 +47,6 @@ def format_table(result: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     """The command line's options; ``--help`` is plain text (the module docstring is for Sphinx)."""
     p = argparse.ArgumentParser(
@@ -68,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                "(also: python -m torchgan_lite.evaluate). Metrics are explained in docs/evaluation.md.")
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="a checkpoint written by torchgan-lite-train, GANTrainer.save_checkpoint or ModelCheckpoint")
-    p.add_argument("--n", type=_positive_int, default=10000, metavar="N",
+    p.add_argument("--n", type=positive_int, default=10000, metavar="N",
                    help="samples to score (default: %(default)s)")
     p.add_argument("--json", default=None, metavar="FILE",
                    help="also write the metrics and their floors to this JSON file (default: none)")
@@ -78,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="folder holding MNIST/raw/ (default: $TORCHGAN_LITE_DATA, else the user cache folder)")
     p.add_argument("--seed", type=int, default=0, metavar="S",
                    help="seeds the noise, the floor's subset and the KID subsets (default: %(default)s)")
-    p.add_argument("--batch-size", type=_positive_int, default=500, metavar="B",
+    p.add_argument("--batch-size", type=positive_int, default=500, metavar="B",
                    help="images per generator and feature-extractor call (default: %(default)s)")
     return p
 

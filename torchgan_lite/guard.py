@@ -94,8 +94,10 @@ class NoGuard:
         pass
 
 
-class HostGuard:
+class HostGuard(NoGuard):
     """Every update checked on the host before it is applied; see the module docstring.
+
+    Nothing is pending between steps, so ``end_step``, ``poll`` and ``reset`` are :class:`NoGuard`'s.
 
     Args:
         max_loss: A finite loss whose magnitude passes this counts as diverging.
@@ -133,15 +135,6 @@ class HostGuard:
 
     def check_gradients(self, which: str, params: Sequence[torch.Tensor]) -> None:
         self._verdict(which, _total_norm(params), self.max_grad_norm, f"{which} gradient norm")
-
-    def end_step(self) -> None:
-        pass
-
-    def poll(self, step: int, force: bool = False) -> None:
-        pass
-
-    def reset(self, step: int = 0) -> None:
-        pass
 
 
 class DeferredGuard:

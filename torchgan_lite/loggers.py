@@ -21,21 +21,20 @@ ours: a handler of a few lines on ``Event.EPOCH_END`` reads ``trainer.state.hist
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import math
 import os
-import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .atomic import atomic_open
 from .events import Event, RemovableHandle
+from .reporting import HistoryCSV
 from .utils import check_int
 
 if TYPE_CHECKING:
@@ -180,7 +179,7 @@ class TensorBoardLogger:
             self.writer = None
 
 
-class JSONLHistory:
+class JSONLHistory(HistoryCSV):
     """``history.jsonl``: one JSON object per completed epoch, beside ``history.csv``.
 
     Each line holds the fields of :class:`~torchgan_lite.EpochStats` (``epoch``, ``step``,
@@ -195,23 +194,7 @@ class JSONLHistory:
         path: The ``.jsonl`` file (its folder is created).
     """
 
-    state_name = "history_jsonl"
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = _check_path("path", path)
-        self.metrics_by_epoch: dict[int, dict[str, float]] = {}
-
-    def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:
-        trainer.register_state(self.state_name, self)
-        return [trainer.add_callback(Event.EPOCH_END, self._epoch_end),
-                trainer.add_callback(Event.FIT_END, self.write),
-                trainer.add_callback(Event.EXCEPTION, self.write)]
-
-    def _epoch_end(self, trainer: GANTrainer) -> None:
-        measured = {k: float(v) for k, v in trainer.state.metrics.items()}
-        if measured:
-            self.metrics_by_epoch[trainer.state.epoch] = measured
-        self.write(trainer)
+    state_name = "history_jsonl"  # which epoch measured what: HistoryCSV's bookkeeping, its own entry
 
     def rows(self, trainer: GANTrainer) -> list[dict[str, Any]]:
         """The objects of the file: one per completed epoch, oldest first."""
@@ -227,24 +210,6 @@ class JSONLHistory:
         if not _is_main(trainer):
             return None
         text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in self.rows(trainer))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            mask = os.umask(0)
-            os.umask(mask)
-            os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; give the file the usual permissions
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with atomic_open(self.path, "w", what="write the history") as f:
+            f.write(text)
         return self.path
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"metrics_by_epoch": {int(e): dict(v) for e, v in self.metrics_by_epoch.items()}}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.metrics_by_epoch = {int(e): {k: float(x) for k, x in v.items()}
-                                 for e, v in state.get("metrics_by_epoch", {}).items()}

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
-import math
 import os
 import re
 import shlex
@@ -52,7 +51,7 @@ from .loggers import LOGGER_NAME, JSONLHistory, TensorBoardLogger
 from .recipes import LOSSES, RECIPES, build_parts, make_loss
 from .state import NonFiniteLossError
 from .trainer import GANTrainer
-from .utils import seed_everything
+from .utils import non_negative_int, positive_float, positive_int, seed_everything
 
 __all__ = [
     "CONDITIONAL",
@@ -124,36 +123,6 @@ class _Parser(argparse.ArgumentParser):
 # --------------------------------------------------------------------------- options
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
-    return value
-
-
 def build_parser(defaults: CLIDefaults = REFERENCE) -> argparse.ArgumentParser:
     """The shared option set, with ``defaults`` filled in."""
     p = _Parser(
@@ -177,23 +146,23 @@ def build_parser(defaults: CLIDefaults = REFERENCE) -> argparse.ArgumentParser:
     model.add_argument("--loss", choices=LOSSES, default="nonsaturating",
                        help="GAN loss; wgan-gp is WassersteinLoss + GradientPenalty(10) with 5 critic steps "
                             "(default: %(default)s)")
-    model.add_argument("--n-critic", type=_positive_int, default=None, metavar="K",
+    model.add_argument("--n-critic", type=positive_int, default=None, metavar="K",
                        help="discriminator steps per generator step (default: 5 for wgan-gp, else 1)")
-    model.add_argument("--lr", type=_positive_float, default=None, metavar="LR",
+    model.add_argument("--lr", type=positive_float, default=None, metavar="LR",
                        help="Adam learning rate of both networks (default: the recipe's, 2e-4; on --resume, the "
                             "checkpoint's; giving it on --resume changes the learning rate from there on)")
     model.add_argument("--ema-decay", type=float, default=None, metavar="D",
                        help="generator EMA decay in [0, 1), 0 turns it off (default: the recipe's)")
 
     run = p.add_argument_group("length and data")
-    run.add_argument("--epochs", type=_positive_int, default=defaults.epochs, metavar="N",
+    run.add_argument("--epochs", type=positive_int, default=defaults.epochs, metavar="N",
                      help="total epochs, counting those of a resumed run (default: %(default)s)")
-    run.add_argument("--max-steps", type=_positive_int, default=None, metavar="N",
+    run.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
                      help="stop at this total step count, e.g. for a smoke run (default: no limit)")
-    run.add_argument("--batch-size", type=_positive_int, default=128, metavar="B",
+    run.add_argument("--batch-size", type=positive_int, default=128, metavar="B",
                      help="images per batch and process (under torchrun the global batch is B x processes); "
                           "128 gives 468 batches an epoch (default: %(default)s)")
-    run.add_argument("--subset", type=_positive_int, default=None, metavar="N",
+    run.add_argument("--subset", type=positive_int, default=None, metavar="N",
                      help="train on the first N of the 60,000 images, for quick tests (default: all)")
     run.add_argument("--data-root", type=Path, default=None, metavar="DIR",
                      help="folder holding MNIST/raw/ (default: $TORCHGAN_LITE_DATA, else a download into "
@@ -217,18 +186,18 @@ def build_parser(defaults: CLIDefaults = REFERENCE) -> argparse.ArgumentParser:
                           "none (safe to rerun after a preemption); latest: the same, but an error when there is "
                           "none; PATH: that checkpoint file. The options must match the checkpoint's "
                           "(default: start afresh)")
-    out.add_argument("--sample-every", type=_positive_int, default=5, metavar="N",
+    out.add_argument("--sample-every", type=positive_int, default=5, metavar="N",
                      help="epochs between samples_epoch_NNN.png grids (default: %(default)s)")
-    out.add_argument("--checkpoint-every", type=_positive_int, default=1, metavar="N",
+    out.add_argument("--checkpoint-every", type=positive_int, default=1, metavar="N",
                      help="epochs between checkpoint.pt saves (default: %(default)s)")
     out.add_argument("--logger", choices=("none", "tensorboard"), default="none",
                      help="tensorboard: event files in --out/tensorboard (needs pip install "
                           "'torchgan_lite[tensorboard]') (default: %(default)s)")
     out.add_argument("--no-progress", action="store_true", help="no progress bar (e.g. in batch jobs)")
-    out.add_argument("--eval-every", type=_non_negative_int, default=0, metavar="N",
+    out.add_argument("--eval-every", type=non_negative_int, default=0, metavar="N",
                      help="epochs between sample-quality metrics (FD, KID...; conditional runs add class "
                           "accuracy) (default: 0, off)")
-    out.add_argument("--eval-n", type=_positive_int, default=10000, metavar="N",
+    out.add_argument("--eval-n", type=positive_int, default=10000, metavar="N",
                      help="samples per quality evaluation (default: %(default)s)")
     return p
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import random
 from pathlib import Path
@@ -9,7 +11,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["check_bool", "check_int", "check_path", "check_stream", "describe", "resolve_device", "seed_everything"]
+__all__ = [
+    "check_bool",
+    "check_int",
+    "check_path",
+    "check_stream",
+    "describe",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+    "resolve_device",
+    "seed_everything",
+]
 
 
 def describe(value: object) -> str:
@@ -101,3 +114,39 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds CUDA too
+
+
+# --------------------------------------------------------------------------- command-line argument types
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number >= 1, else a one-line error naming the text."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An ``argparse`` type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An ``argparse`` type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
