@@ -71,13 +71,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--configs", nargs="*", default=list(ABLATIONS),
                    help="names from ABLATIONS, or combinations such as +diffaugment+lecam (default: all of ABLATIONS)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=3, help="epochs of each training run (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seeds weights, noise and data order (default: %(default)s)")
     p.add_argument("--n", type=int, default=10000, help="samples scored")
     p.add_argument("--subset", type=int, default=None, help="train on the first N images only (smoke runs)")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/recipes_ablation_cpu.jsonl"))
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/recipes_ablation_cpu.jsonl"),
+                   help="JSON-lines file the results are appended to (default: %(default)s)")
     p.add_argument("--time", action="store_true", help="paired step timing instead of training runs")
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds per config (--time; default: %(default)s)")
     p.add_argument("--steps", type=int, default=20, help="steps per config and round (--time)")
     return p.parse_args(argv)
 

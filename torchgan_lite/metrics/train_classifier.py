@@ -111,12 +111,15 @@ def train(cfg: TrainConfig, data_root: str | os.PathLike[str] | None = None, log
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: train, check the test accuracy, write the weights, print their sha256."""
-    p = argparse.ArgumentParser(prog="python -m torchgan_lite.metrics.train_classifier", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m torchgan_lite.metrics.train_classifier",
+                                description=__doc__.replace("``", "").replace(":mod:`", "").replace("`", ""),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="mnist_classifier.pt", help="where to write the weights")
     p.add_argument("--data-root", default=None, help="folder holding MNIST/raw/ (default: $TORCHGAN_LITE_DATA)")
-    p.add_argument("--seed", type=int, default=TrainConfig.seed)
-    p.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    p.add_argument("--seed", type=int, default=TrainConfig.seed, metavar="N",
+                   help="seeds the weights, the shifts and the batch order (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs, metavar="N",
+                   help="passes over the 60,000 training images (default: %(default)s)")
     args = p.parse_args(argv)
     cfg = TrainConfig(seed=args.seed, epochs=args.epochs)
     torch.use_deterministic_algorithms(True)
