@@ -47,12 +47,11 @@ says when that pays (on that CPU, not yet: the compiled step is not faster there
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from .step import DUpdate, GANStep
+from .step import GANStep
 
 __all__ = ["CompiledGANStep"]
 
@@ -82,65 +81,10 @@ class CompiledGANStep(GANStep):
         if self._logit_regs:
             self.eager_parts["logit regularizers"] = ("added after the compiled forward: their moving averages "
                                                       "are Python state a graph would freeze")
-        self._d_forward: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
         if self._input_regs:
             names = ", ".join(type(r).__name__ for r in self._input_regs)
             self.eager_parts["discriminator update"] = (f"{names} takes a double backward (create_graph=True), "
                                                         "which compiled graphs do not support")
         else:
-            self._d_forward = torch.compile(self._discriminator_forward, **options)
-        self._g_forward = torch.compile(self._generator_forward, **options)
-
-    # ------------------------------------------------------------------ the compiled functions
-
-    def _discriminator_forward(self, real: torch.Tensor, labels: torch.Tensor | None, z: torch.Tensor,
-                               fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        with self._autocast():
-            with torch.no_grad():
-                fake = self.generate(z, fake_labels).to(real.dtype)  # (B, *sample): no graph through G
-            real_in, fake_in = self._augment(real), self._augment(fake)
-            real_logits, fake_logits = self.score(real_in, labels, fake_in, fake_labels)  # (B,), (B,)
-            d_loss = self.loss.discriminator_loss(real_logits, fake_logits)
-        return d_loss, real_logits, fake_logits
-
-    def _generator_forward(self, z: torch.Tensor, fake_labels: torch.Tensor | None) -> torch.Tensor:
-        with self._autocast():
-            fake_logits = self.logits(self._augment(self.generate(z, fake_labels)), fake_labels)  # (B,)
-            return self.loss.generator_loss(fake_logits)
-
-    # ------------------------------------------------------------------ the two updates
-
-    def _apply(self, which: str, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-               params: list[torch.nn.Parameter]) -> None:
-        # GANStep's tail of an update: guard, backward (the compiled backward graph), sync, guard, step.
-        self.guard.check_loss(which, loss)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.sync(params)
-        self.guard.check_gradients(which, params)
-        optimizer.step()
-
-    def discriminator_update(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> DUpdate:
-        """One discriminator update, its forward compiled (eager with a regularizer called on D)."""
-        if self._d_forward is None:
-            return super().discriminator_update(real, labels)
-        z, fake_labels = self.noise(real.shape[0])  # (B, latent), eager: the eager step's stream
-        d_loss, real_logits, fake_logits = self._d_forward(real, labels, z, fake_labels)
-        for reg in self._logit_regs:
-            d_loss = d_loss + reg(real_logits, fake_logits)
-        self._apply("discriminator", d_loss, self.d_optimizer, self._d_params)
-        real_logits, fake_logits = real_logits.detach(), fake_logits.detach()
-        return DUpdate(d_loss.detach(), real_logits.mean(), fake_logits.mean(), real_logits.sign().mean())
-
-    def generator_update(self, batch_size: int) -> torch.Tensor:
-        """One generator update on fresh noise through the frozen D, its forward compiled."""
-        z, fake_labels = self.noise(batch_size)  # (B, latent)
-        for p in self._d_params:  # as GANStep: no weight gradients for D
-            p.requires_grad_(False)
-        try:
-            g_loss = self._g_forward(z, fake_labels)
-            self._apply("generator", g_loss, self.g_optimizer, self._g_params)
-        finally:
-            for p in self._d_params:
-                p.requires_grad_(True)
-        return g_loss.detach()
+            self._d_forward = torch.compile(self.discriminator_forward, **options)
+        self._g_forward = torch.compile(self.generator_forward, **options)

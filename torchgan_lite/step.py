@@ -150,6 +150,9 @@ class GANStep:
         self._logit_regs = tuple(r for r in self.regularizers if getattr(r, "uses_logits", False))
         self._d_params = [p for p in discriminator.parameters() if p.requires_grad]
         self._g_params = [p for p in generator.parameters() if p.requires_grad]
+        # The two forwards an update runs: these methods here, compiled ones in CompiledGANStep.
+        self._d_forward = self.discriminator_forward
+        self._g_forward: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] = self.generator_forward
         self._autocast: Callable[[], contextlib.AbstractContextManager[Any]] = (
             contextlib.nullcontext if amp is None else
             lambda: torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=autocast_cache))
@@ -182,29 +185,46 @@ class GANStep:
         """The discriminator's logits ``(B,)`` on the real and on the fake batch: two calls."""
         return self.logits(real, labels), self.logits(fake, fake_labels)
 
-    # ------------------------------------------------------------------ the two updates
-
-    def discriminator_update(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> DUpdate:
-        """One discriminator update on ``real`` ``(B, *sample_shape)`` against fresh fakes."""
-        z, fake_labels = self.noise(real.shape[0])
+    def discriminator_forward(self, real: torch.Tensor, labels: torch.Tensor | None, z: torch.Tensor,
+                              fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """D's loss on ``real`` against ``G(z)`` (input regularizers included), and both logits ``(B,)``."""
         with self._autocast():
             with torch.no_grad():
                 fake = self.generate(z, fake_labels).to(real.dtype)  # (B, *sample): no graph through G
             real_in, fake_in = self._augment(real), self._augment(fake)
             real_logits, fake_logits = self.score(real_in, labels, fake_in, fake_labels)  # (B,), (B,)
             d_loss = self.loss.discriminator_loss(real_logits, fake_logits)
-            for reg in self._logit_regs:
-                d_loss = d_loss + reg(real_logits, fake_logits)
             if self._input_regs:
                 d_fn = self.discriminator if labels is None else _Conditioned(self.discriminator, labels)
                 for reg in self._input_regs:
                     d_loss = d_loss + reg(d_fn, real_in, fake_in)
-        self.guard.check_loss("discriminator", d_loss)
-        self.d_optimizer.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.sync(self._d_params)
-        self.guard.check_gradients("discriminator", self._d_params)
-        self.d_optimizer.step()
+        return d_loss, real_logits, fake_logits
+
+    def generator_forward(self, z: torch.Tensor, fake_labels: torch.Tensor | None) -> torch.Tensor:
+        """G's loss on ``G(z)`` through D."""
+        with self._autocast():
+            fake_logits = self.logits(self._augment(self.generate(z, fake_labels)), fake_labels)  # (B,)
+            return self.loss.generator_loss(fake_logits)
+
+    def _apply(self, which: str, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+               params: list[nn.Parameter]) -> None:
+        """The tail of an update: guard the loss, backward, sync, guard the gradients, step."""
+        self.guard.check_loss(which, loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.sync(params)
+        self.guard.check_gradients(which, params)
+        optimizer.step()
+
+    # ------------------------------------------------------------------ the two updates
+
+    def discriminator_update(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> DUpdate:
+        """One discriminator update on ``real`` ``(B, *sample_shape)`` against fresh fakes."""
+        z, fake_labels = self.noise(real.shape[0])
+        d_loss, real_logits, fake_logits = self._d_forward(real, labels, z, fake_labels)
+        for reg in self._logit_regs:
+            d_loss = d_loss + reg(real_logits, fake_logits)
+        self._apply("discriminator", d_loss, self.d_optimizer, self._d_params)
         real_logits, fake_logits = real_logits.detach(), fake_logits.detach()
         return DUpdate(d_loss.detach(), real_logits.mean(), fake_logits.mean(), real_logits.sign().mean())
 
@@ -214,15 +234,8 @@ class GANStep:
         for p in self._d_params:  # no weight gradients for D: saves its weight-gradient matmuls
             p.requires_grad_(False)
         try:
-            with self._autocast():
-                fake_logits = self.logits(self._augment(self.generate(z, fake_labels)), fake_labels)  # (B,)
-                g_loss = self.loss.generator_loss(fake_logits)
-            self.guard.check_loss("generator", g_loss)
-            self.g_optimizer.zero_grad(set_to_none=True)
-            g_loss.backward()
-            self.sync(self._g_params)
-            self.guard.check_gradients("generator", self._g_params)
-            self.g_optimizer.step()
+            g_loss = self._g_forward(z, fake_labels)
+            self._apply("generator", g_loss, self.g_optimizer, self._g_params)
         finally:
             for p in self._d_params:
                 p.requires_grad_(True)

@@ -208,7 +208,7 @@ class GANTrainer:
             st.skipped_steps += 1
             result = st.last if st.last is not None else StepResult(*(torch.full((), math.nan),) * 4)
         else:
-            self._epoch_sums += torch.stack([*result.as_tuple()[:4], self._one]).float()
+            self._epoch_sums += torch.stack([*result.as_tuple(), self._one]).float()
             st.last = result
         st.nonfinite = None
         st.step += 1

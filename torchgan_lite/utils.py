@@ -6,7 +6,9 @@ import argparse
 import math
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -119,34 +121,26 @@ def seed_everything(seed: int) -> None:
 # --------------------------------------------------------------------------- command-line argument types
 
 
+def _cli_number(text: str, convert: Callable[[str], Any], ok: Callable[[Any], bool], expected: str) -> Any:
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An ``argparse`` type: a whole number >= 1, else a one-line error naming the text."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
+    return int(_cli_number(text, int, lambda v: v >= 1, "a whole number >= 1"))
 
 
 def non_negative_int(text: str) -> int:
     """An ``argparse`` type: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
-    return value
+    return int(_cli_number(text, int, lambda v: v >= 0, "a whole number >= 0"))
 
 
 def positive_float(text: str) -> float:
     """An ``argparse`` type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
-    return value
+    return float(_cli_number(text, float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0"))
