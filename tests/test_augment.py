@@ -238,3 +238,16 @@ def test_ada_in_a_trainer_follows_real_sign_and_resumes_exactly(tmp_path, tiny_d
     assert torch.equal(aug_c.probability, aug_a.probability)
     for got, want_p in zip(resumed.discriminator.parameters(), straight.discriminator.parameters()):
         assert torch.equal(got, want_p)
+
+
+@pytest.mark.parametrize("transform", [rand_brightness, rand_saturation, rand_contrast, rand_translation, rand_cutout])
+def test_keep_leaves_unkept_samples_bitwise_and_transforms_kept_ones_as_without_it(transform):
+    x = _images(6, 3, 8, 8) + 3.0  # no zeros of its own, so a cutout or a shift shows
+    keep = torch.tensor([True, False, True, False, False, True])
+    torch.manual_seed(5)
+    full = transform(x)
+    torch.manual_seed(5)  # the same draws: keep= changes which samples change, not the random numbers
+    got = transform(x, keep=keep)
+    assert torch.equal(got[~keep], x[~keep])
+    assert torch.equal(got[keep], full[keep])
+    assert not torch.equal(got[keep], x[keep])
