@@ -52,11 +52,12 @@ def synthetic_images() -> torch.Tensor:
     return torch.rand(N_ROWS, *SHAPE, generator=gen) * 2 - 1
 
 
-def build(dropout: float, model_seed: int, distributed: bool | None = None) -> GANTrainer:
+def build(dropout: float, model_seed: int, distributed: bool | None = None,
+          augment: torch.nn.Module | None = None) -> GANTrainer:
     seed_everything(model_seed)
     g = models.mlp_generator(latent_dim=LATENT, hidden=(64,), out_shape=SHAPE)
     d = models.mlp_discriminator(in_shape=SHAPE, hidden=(64,), dropout=dropout)
-    return GANTrainer(g, d, losses.NonSaturatingLoss(), device="cpu", distributed=distributed)
+    return GANTrainer(g, d, losses.NonSaturatingLoss(), device="cpu", distributed=distributed, augment=augment)
 
 
 def weights(t: GANTrainer) -> dict[str, dict[str, torch.Tensor]]:
@@ -70,6 +71,7 @@ def result(t: GANTrainer, **extra: Any) -> dict[str, Any]:
 
 
 def scenario_single(out: Path, x: torch.Tensor) -> None:
+    torch.save(ada_run(GLOBAL_BATCH), out / "result_ada_1p.pt")
     t = build(dropout=0.0, model_seed=0)
     loader = TensorLoader(x, batch_size=GLOBAL_BATCH)
     t.fit(loader, epochs=TOTAL_EPOCHS, max_steps=MID_STEP)
@@ -131,6 +133,9 @@ def scenario_dp(out: Path, x: torch.Tensor) -> None:
     torch.save({"outcome": outcome, "early_world": early.world_size}, out / f"result_early_rank{r}.pt")
     dist.barrier()
 
+    # ADA: p moves by the sign of the global mean of sign(D(real)), the same on every rank.
+    torch.save(ada_run(b), out / f"result_ada_rank{r}.pt")
+
     # Last, as it may leave the group broken: rank 1's shard of the first batch holds a NaN.
     bad = x.clone()
     bad[b, 0, 0, 0] = float("nan")  # first row of rank 1's shard of batch 0 (no shuffle)
@@ -152,6 +157,33 @@ def scenario_dp(out: Path, x: torch.Tensor) -> None:
     except Exception as err:  # recorded for the test
         outcome = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
     torch.save({"outcome": outcome, "step": t5.state.step}, out / f"result_nodelocal_rank{r}.pt")
+
+
+class IdentityAugment(torch.nn.Module):
+    """An augment that changes nothing, with the ``probability`` buffer ADA adjusts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("probability", torch.tensor(0.5))
+        self.last_batch_size = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.last_batch_size = x.shape[0]
+        return x
+
+
+def ada_run(batch_size: int) -> dict[str, Any]:
+    """12 steps with AdaptiveAugment on an identity augment: the p after every step (dropout off)."""
+    from torchgan_lite.augment import AdaptiveAugment
+    from torchgan_lite.events import Event
+
+    aug = IdentityAugment()
+    t = build(dropout=0.0, model_seed=0, augment=aug)
+    AdaptiveAugment(aug, target=0.0, interval=2, speed_images=1000).attach(t)
+    ps: list[float] = []
+    t.add_callback(Event.STEP_END, lambda tr: ps.append(float(aug.probability)))
+    t.fit(TensorLoader(synthetic_images(), batch_size=batch_size), epochs=TOTAL_EPOCHS)
+    return {"p": ps}
 
 
 def scenario_single_resume(out: Path, x: torch.Tensor) -> None:

@@ -216,3 +216,13 @@ def test_checkpoint_callback_into_node_local_folders_finishes_on_every_rank(runs
         res = load(runs, f"result_nodelocal_rank{r}")
         assert res["outcome"] == "finished", f"rank {r}: {res['outcome']}"
         assert res["step"] == worker.N_ROWS // worker.GLOBAL_BATCH
+
+
+def test_ada_moves_p_by_the_global_mean_on_every_rank(runs: Path) -> None:
+    # Each rank sees its own half of the batch; p must follow the mean over both halves,
+    # as one process with the whole batch does, and stay the same on both ranks.
+    one = load(runs, "result_ada_1p")["p"]
+    r0, r1 = load(runs, "result_ada_rank0")["p"], load(runs, "result_ada_rank1")["p"]
+    assert len(one) == len(r0) == 12
+    assert r0 == r1 == one
+    assert len(set(one)) > 2  # p moved at several of the 6 adjustments (0.032 each)

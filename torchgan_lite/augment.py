@@ -32,6 +32,7 @@ import math
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
+import torch.distributed
 import torch.nn.functional as F
 from torch import nn
 
@@ -232,8 +233,13 @@ class AdaptiveAugment:
         target: The value of ``r_t`` to hold (the paper: 0.6).
         interval: Steps between adjustments (the paper: 4).
         speed_images: Images over which ``p`` can rise from 0 to 1 (the paper: 500,000).
-        batch_size: Images a step; None: the augment's ``last_batch_size`` (the real batch of
-            this process; under data parallelism give the global batch).
+        batch_size: Images a step, all processes together; None: the augment's ``last_batch_size``
+            times the trainer's ``world_size``.
+
+    Under data parallelism (``torchrun``; :meth:`attach` reads the trainer's ``world_size``) the
+    sum of ``real_sign`` is averaged over the processes (one ``all_reduce`` of a scalar every
+    ``interval`` steps) before ``p`` moves, so every rank holds the same ``p``, the one a single
+    process with the global batch would hold.
     """
 
     def __init__(self, augment: nn.Module, target: float = 0.6, interval: int = 4, speed_images: int = 500_000,
@@ -251,12 +257,14 @@ class AdaptiveAugment:
         self.batch_size = None if batch_size is None else check_int("batch_size", batch_size)
         self.sign_sum: torch.Tensor | None = None  # sum of real_sign since the last adjustment
         self.steps = 0  # steps seen (the adjustment happens when steps % interval == 0)
+        self.world_size = 1  # processes whose real_sign is averaged; attach() takes the trainer's
 
     def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:
         """Adjust at every STEP_END; save this callback's state in checkpoints as ``"adaptive_augment"``."""
         for attr in ("add_callback", "register_state", "state"):
             if not hasattr(trainer, attr):
                 raise TypeError(f"trainer must be a GANTrainer (no {attr!r}), got {type(trainer).__name__}")
+        self.world_size = int(getattr(trainer, "world_size", 1))
         trainer.register_state(STATE_NAME, self)
         return [trainer.add_callback(Event.STEP_END, self._on_step)]
 
@@ -282,10 +290,13 @@ class AdaptiveAugment:
         self.sign_sum.add_(value.reshape(()))
         self.steps += 1
         if self.steps % self.interval == 0:
-            batch = self.batch_size or getattr(self.augment, "last_batch_size", 0)
+            batch = self.batch_size or getattr(self.augment, "last_batch_size", 0) * self.world_size
             if not batch:
                 raise RuntimeError("AdaptiveAugment: the batch size is unknown (the augment has not run yet); "
                                    "pass batch_size=")
+            if self.world_size > 1:  # every rank moves p by the same, global, mean
+                torch.distributed.all_reduce(self.sign_sum)
+                self.sign_sum.div_(self.world_size)
             rate = batch * self.interval / self.speed_images
             adjust = torch.sign(self.sign_sum / self.interval - self.target) * rate
             prob.copy_((prob + adjust).clamp_(0.0, 1.0))
