@@ -16,6 +16,7 @@ from torchgan_lite.conditional import (
     check_labels,
     conditional_mlp_discriminator,
     conditional_mlp_generator,
+    generator_class_accuracy,
 )
 from torchgan_lite.ema import GeneratorEMA
 
@@ -206,3 +207,33 @@ def test_sampling_cli_draws_the_digit_asked_for(tmp_path):
     assert sample.main([str(ckpt), "--digit", "3", "--tensor", str(out)]) == 2  # 3 classes: 0, 1, 2
     loaded = sample.load_generator(ckpt)
     assert loaded.num_classes == 3 and not loaded.training
+
+
+def _label_classifier(images: torch.Tensor) -> torch.Tensor:
+    """A stand-in classifier: an image whose pixels all equal c is class c (logits one-hot, (b, 10))."""
+    return torch.nn.functional.one_hot(images[:, 0, 0, 0].round().long(), 10).float()
+
+
+def test_generator_class_accuracy_counts_each_digit_on_its_own_seeded_noise():
+    def draws_the_label_when_z0_is_positive(z, y):  # digit 3 is never drawn right
+        right = (z[:, 0] > 0) & (y != 3)
+        shown = torch.where(right, y, (y + 1) % 10).float()  # (b,)
+        return shown.view(-1, 1, 1, 1).expand(-1, 1, 4, 4)  # (b, 1, 4, 4)
+
+    state = torch.get_rng_state()
+    a = generator_class_accuracy(draws_the_label_when_z0_is_positive, 5, _label_classifier, per_class=400, seed=1)
+    assert torch.equal(torch.get_rng_state(), state)  # its own noise: the global RNG is untouched
+    assert a == generator_class_accuracy(draws_the_label_when_z0_is_positive, 5, _label_classifier, per_class=400,
+                                         seed=1)
+    assert a != generator_class_accuracy(draws_the_label_when_z0_is_positive, 5, _label_classifier, per_class=400,
+                                         seed=2)
+    assert a["accuracy_3"] == 0.0 and a["min_class_accuracy"] == 0.0
+    for c in (0, 1, 2, 4, 5, 6, 7, 8, 9):
+        assert abs(a[f"accuracy_{c}"] - 0.5) < 0.1  # P(z0 > 0) = 1/2; binomial std at 400: 0.025
+    assert a["accuracy"] == pytest.approx(sum(a[f"accuracy_{c}"] for c in range(10)) / 10)
+
+    perfect = generator_class_accuracy(lambda z, y: y.float().view(-1, 1, 1, 1).expand(-1, 1, 4, 4), 5,
+                                       _label_classifier, per_class=7)
+    assert perfect["accuracy"] == perfect["min_class_accuracy"] == 1.0
+    with pytest.raises(ValueError, match="latent_dim"):
+        generator_class_accuracy(draws_the_label_when_z0_is_positive, 0, _label_classifier)

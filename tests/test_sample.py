@@ -184,3 +184,6 @@ def test_evaluate_scores_a_conditional_generator_on_balanced_labels(mnist_dir, t
     assert rc == 0, out.getvalue()
     text = out.getvalue()
     assert "generator weights" in text and "Fréchet distance" in text
+    assert "class accuracy" in text  # a conditional generator: its class accuracy, overall and per digit
+    per_digit = text.split("per digit (%): ")[1].splitlines()[0].split(", ")
+    assert [entry.split(":")[0] for entry in per_digit] == [str(c) for c in range(10)]

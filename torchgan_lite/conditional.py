@@ -44,6 +44,7 @@ __all__ = [
     "conditional_mlp_discriminator",
     "conditional_mlp_generator",
     "digit_grid_labels",
+    "generator_class_accuracy",
 ]
 
 
@@ -278,3 +279,52 @@ def class_accuracy(
     result = {"accuracy": sum(per) / num_classes, "min_class_accuracy": min(per)}
     result.update({f"accuracy_{c}": a for c, a in enumerate(per)})
     return result
+
+
+def generator_class_accuracy(
+    generator: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    latent_dim: int,
+    classify: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    num_classes: int = 10,
+    per_class: int = 1000,
+    seed: int = 1234,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """:func:`class_accuracy` of a conditional generator ``G(z, y)`` on a seeded noise bank, without gradients.
+
+    The noise ``(num_classes * per_class, latent_dim)`` is drawn on the CPU from its own
+    ``torch.Generator`` seeded with ``seed`` (the global RNG is untouched), so the same
+    weights always get the same figure; the training callback of ``--eval-every`` and
+    ``torchgan-lite-evaluate`` both score this way.
+
+    Args:
+        generator: ``(z (b, latent_dim), labels (b,)) -> images (b, 1, 28, 28)`` in [-1, 1], e.g. a
+            conditional generator in eval mode, or ``lambda z, y: trainer.sample(len(y), z=z, labels=y)``.
+        latent_dim: The noise size.
+        classify: ``images -> logits (b, num_classes)``; None: the shipped MNIST classifier on ``device``.
+        num_classes, per_class, batch_size: As :func:`class_accuracy`.
+        seed: Seed of the noise bank.
+        device: Where the noise is moved for ``generator`` (and the shipped classifier runs).
+
+    Returns:
+        As :func:`class_accuracy`: ``accuracy``, ``min_class_accuracy`` and ``accuracy_<c>`` per class.
+    """
+    latent_dim = check_int("latent_dim", latent_dim)
+    check_int("per_class", per_class)
+    check_int("num_classes", num_classes)
+    if classify is None:
+        from .metrics import load_classifier
+
+        classify = load_classifier(device)
+    z = torch.randn(num_classes * per_class, latent_dim, generator=torch.Generator().manual_seed(seed))
+    offset = 0
+
+    def sample(labels: torch.Tensor) -> torch.Tensor:  # class_accuracy asks for the labels in order, in chunks
+        nonlocal offset
+        zb = z[offset : offset + labels.shape[0]].to(device)  # (b, latent_dim)
+        offset += labels.shape[0]
+        with torch.no_grad():
+            return generator(zb, labels.to(device)).float()
+
+    return class_accuracy(sample, classify, num_classes, per_class, batch_size=batch_size)

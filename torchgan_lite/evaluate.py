@@ -6,6 +6,8 @@ The generator is rebuilt from the checkpoint as :func:`torchgan_lite.sample.load
 does (the EMA weights if the checkpoint holds them), sampled with noise seeded by ``--seed``
 (a conditional generator with the balanced labels ``0, 1, ..., 9, 0, ...``, as
 ``MetricsCallback`` samples it), and scored by :func:`torchgan_lite.metrics.evaluate_mnist`.
+A conditional generator also gets its class accuracy, overall and per digit
+(:func:`torchgan_lite.conditional.generator_class_accuracy`, ``n / 10`` samples a digit).
 The table's "real data" column is the same metric for ``n`` real training images against
 the test set: the best a generator can be expected to reach at this ``n``.
 """
@@ -17,14 +19,14 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .utils import positive_int
 
 if TYPE_CHECKING:
     from .metrics.evaluator import SampleSource
 
-__all__ = ["format_table", "main"]
+__all__ = ["format_class_accuracy", "format_table", "main"]
 
 # name, label, which way is better
 _ROWS = (
@@ -45,6 +47,15 @@ def format_table(result: dict[str, float]) -> str:
     for key, label, better in _ROWS:
         lines.append(f"{label:<31} {result[key]:>10.4g} {result['real_' + key]:>10.4g}  {better}")
     return "\n".join(lines)
+
+
+def format_class_accuracy(result: dict[str, float]) -> str:
+    """:func:`~torchgan_lite.conditional.class_accuracy`'s figures as two lines: overall, worst, each class."""
+    classes = sorted(int(k.rsplit("_", 1)[1]) for k in result if k.startswith("accuracy_"))
+    worst = min(classes, key=lambda c: result[f"accuracy_{c}"])
+    per = ", ".join(f"{c}: {100 * result[f'accuracy_{c}']:.1f}" for c in classes)
+    return (f"class accuracy {100 * result['accuracy']:.1f} % (worst: digit {worst}, "
+            f"{100 * result['min_class_accuracy']:.1f} %)\nper digit (%): {per}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,7 +101,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         generator = generator_from_checkpoint(ckpt, device=args.device, source=source)
         which = generator_state(ckpt, source)[1]
         scored: SampleSource = generator
+        per_digit: dict[str, float] | None = None
         if getattr(generator, "num_classes", None) is not None:
+            from .conditional import generator_class_accuracy
+
+            meta: Any = generator  # a registered conditional generator: int num_classes and latent_dim
+            classes, latent = int(meta.num_classes), int(meta.latent_dim)
+            per_digit = generator_class_accuracy(generator, latent, num_classes=classes,
+                                                 per_class=max(1, args.n // classes), seed=args.seed,
+                                                 batch_size=args.batch_size, device=args.device)
             # Balanced labels 0, 1, ..., num_classes - 1, 0, ... on the same seeded noise bank: the samples
             # MetricsCallback scores during training.
             scored = sample_images(generator, args.n, seed=args.seed, batch_size=args.batch_size)  # (n, 1, 28, 28)
@@ -103,12 +122,15 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     print(f"{args.checkpoint}: epoch {tr.get('epoch', '?')}, step {tr.get('step', '?')}, {which} weights; "
           f"n={args.n}, seed={args.seed}", file=out)
     print(format_table(result), file=out)
+    if per_digit is not None:
+        print(format_class_accuracy(per_digit), file=out)
     if args.json:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"checkpoint": str(args.checkpoint), "epoch": tr.get("epoch"), "step": tr.get("step"),
                 "weights": which, "n": args.n, "seed": args.seed}
-        path.write_text(json.dumps({**meta, "metrics": result}, indent=2) + "\n")
+        extra = {} if per_digit is None else {"class_accuracy": per_digit}
+        path.write_text(json.dumps({**meta, "metrics": result, **extra}, indent=2) + "\n")
     return 0
 
 

@@ -519,7 +519,8 @@ class DigitGrid:
 class ClassAccuracy:
     """Every ``every`` epochs: the fraction of samples of digit d that the metrics classifier calls d.
 
-    Writes ``class_accuracy`` and ``min_class_accuracy`` into ``trainer.state.metrics``.
+    Writes ``class_accuracy``, ``min_class_accuracy`` and ``class_accuracy_<d>`` for each digit
+    into ``trainer.state.metrics`` (:func:`~torchgan_lite.conditional.generator_class_accuracy`, noise seed 1234).
     """
 
     def __init__(self, every: int, per_class: int) -> None:
@@ -533,20 +534,15 @@ class ClassAccuracy:
         return [trainer.add_callback(Event.EPOCH_END, self._evaluate, every=self.every)]
 
     def _evaluate(self, trainer: GANTrainer) -> None:
-        from .conditional import class_accuracy
+        from .conditional import generator_class_accuracy
 
-        classifier = self._load(trainer.device)
-        gen = torch.Generator().manual_seed(1234)  # the same noise at every evaluation
-        z = torch.randn(NUM_CLASSES * self.per_class, trainer.latent_dim, generator=gen)
-        offsets = iter(range(0, z.shape[0], 500))
-
-        def sample(y: torch.Tensor) -> torch.Tensor:
-            i = next(offsets)
-            return trainer.sample(y.shape[0], z=z[i : i + y.shape[0]], labels=y).float()
-
-        self.last = class_accuracy(sample, classifier, NUM_CLASSES, self.per_class, batch_size=500)
+        self.last = generator_class_accuracy(
+            lambda z, y: trainer.sample(y.shape[0], z=z, labels=y), trainer.latent_dim, self._load(trainer.device),
+            NUM_CLASSES, self.per_class, seed=1234, batch_size=500, device=trainer.device)
         trainer.state.metrics["class_accuracy"] = self.last["accuracy"]
         trainer.state.metrics["min_class_accuracy"] = self.last["min_class_accuracy"]
+        for c in range(NUM_CLASSES):  # per digit, so that history.csv shows which digits lag
+            trainer.state.metrics[f"class_accuracy_{c}"] = self.last[f"accuracy_{c}"]
 
 
 def _evaluators(args: argparse.Namespace) -> list[Any]:
