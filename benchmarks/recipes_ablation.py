@@ -10,7 +10,16 @@ scored with truncated noise, since neither changes training. One process, one th
 
     TORCHGAN_LITE_DATA=/work/shared/data python benchmarks/recipes_ablation.py --epochs 3 \\
         --out benchmarks/results/recipes_ablation_cpu.jsonl
+    python benchmarks/recipes_ablation.py --configs improved improved-r1 --epochs 50 --eval-at 10,20,30,40 \
+        --run-dir runs/recipes --out benchmarks/results/recipes_long/improved.jsonl
     python benchmarks/recipes_ablation.py --time --rounds 5      # paired step times, no training run
+
+``--eval-at`` scores a run at several epochs on its way to ``--epochs``; ``--run-dir`` keeps each
+run's checkpoint (``<config>_seed<S>/checkpoint.pt``, rewritten at every scored epoch) and an 8x8
+grid of the same 64 noise vectors at each scored epoch (``epochNNN.png``: the EMA where the recipe
+has one; ``epochNNN_trained.png``: the trained weights). Run again with a larger ``--epochs`` and the
+same ``--run-dir``, a run continues from its checkpoint (bit for bit, as any resume) instead of
+starting over.
 
 ``--time`` measures the step time of each recipe against the reference in paired,
 interleaved rounds (the same 20 steps of each recipe in turn, per round) and prints the
@@ -48,6 +57,7 @@ ABLATIONS: dict[str, RecipeSpec] = {
     "+ttur": dataclasses.replace(REF, description="TTUR: G lr 1e-4, D lr 4e-4", g_lr=1e-4, d_lr=4e-4),
     "+spectral-norm": dataclasses.replace(REF, description="spectral norm on every D layer", spectral_norm=True),
     "improved": SPECS["improved"],
+    "improved-r1": SPECS["improved-r1"],  # = improved+lazy-r1, the recipe named in torchgan_lite.recipes
 }
 
 
@@ -72,11 +82,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--configs", nargs="*", default=list(ABLATIONS),
                    help="names from ABLATIONS, or combinations such as +diffaugment+lecam (default: all of ABLATIONS)")
     p.add_argument("--epochs", type=int, default=3, help="epochs of each training run (default: %(default)s)")
+    p.add_argument("--eval-at", type=str, default=None,
+                   help="comma-separated epochs at which to score (and write a grid), e.g. 10,20,50 "
+                        "(default: --epochs only)")
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help="folder for each run's checkpoint (kept at every scored epoch, so that a longer run "
+                        "continues from it) and sample grids (default: none written)")
     p.add_argument("--seed", type=int, default=0, help="seeds weights, noise and data order (default: %(default)s)")
     p.add_argument("--n", type=int, default=10000, help="samples scored")
     p.add_argument("--subset", type=int, default=None, help="train on the first N images only (smoke runs)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/recipes_ablation_cpu.jsonl"),
                    help="JSON-lines file the results are appended to (default: %(default)s)")
+    p.add_argument("--machine", default="2-core machine shared with other jobs",
+                   help="what else ran on the machine, recorded with each row")
     p.add_argument("--time", action="store_true", help="paired step timing instead of training runs")
     p.add_argument("--rounds", type=int, default=5, help="timed rounds per config (--time; default: %(default)s)")
     p.add_argument("--steps", type=int, default=20, help="steps per config and round (--time)")
@@ -102,8 +120,21 @@ def score(source, n: int) -> dict[str, float]:
     return {k: round(float(v), 4) for k, v in result.items()}
 
 
-def train_and_score(name: str, args: argparse.Namespace, images: torch.Tensor) -> list[dict]:
+def eval_epochs(args: argparse.Namespace) -> list[int]:
+    """The epochs at which a run is scored, ascending, ending at ``--epochs``."""
+    try:
+        wanted = {int(e) for e in args.eval_at.split(",") if e.strip()} if args.eval_at else set()
+    except ValueError:
+        sys.exit(f"error: --eval-at must be comma-separated epochs such as 10,20,50, got {args.eval_at!r}")
+    if any(e < 1 or e > args.epochs for e in wanted):
+        sys.exit(f"error: --eval-at epochs must lie in [1, --epochs={args.epochs}], got {args.eval_at!r}")
+    return sorted(wanted | {args.epochs})
+
+
+def train_and_score(name: str, args: argparse.Namespace, images: torch.Tensor):
+    """Train one config, yielding its result rows at each scored epoch (written as they come)."""
     from torchgan_lite.ema import GeneratorEMA
+    from torchgan_lite.reporting import fixed_noise, save_grid
 
     trainer, callbacks = make_trainer(name, args.seed)
     observer = None
@@ -111,12 +142,31 @@ def train_and_score(name: str, args: argparse.Namespace, images: torch.Tensor) -
         observer = GeneratorEMA.from_half_life(10_000, 128, rampup=0.05)
         observer.attach(trainer)
     loader = TensorLoader(images, batch_size=128, shuffle=True, drop_last=True)
-    t0 = time.perf_counter()
-    trainer.fit(loader, epochs=args.epochs)
-    train_s = time.perf_counter() - t0
-    common = {"config": name, "description": spec_for(name).description, "epochs": args.epochs,
+    run_dir = None if args.run_dir is None else args.run_dir / f"{name}_seed{args.seed}"
+    ckpt = None if run_dir is None else run_dir / "checkpoint.pt"
+    if ckpt is not None and ckpt.exists():  # continue a shorter run of the same config (bitwise, as resume is)
+        trainer.load_checkpoint(ckpt, data=loader)
+        print(f"{name} seed {args.seed}: continuing from epoch {trainer.state.epoch}", flush=True)
+    train_s = 0.0
+    for epoch in eval_epochs(args):
+        if trainer.state.epoch >= epoch:
+            continue
+        t0 = time.perf_counter()
+        trainer.fit(loader, epochs=epoch)
+        train_s += time.perf_counter() - t0
+        if ckpt is not None:
+            trainer.save_checkpoint(ckpt)
+            z = fixed_noise(64, trainer.latent_dim, seed=0)  # (64, 100): the same noise for every run
+            save_grid(trainer.sample(64, z=z), run_dir / f"epoch{epoch:03d}.png")
+            if trainer.ema_generator is not None:
+                save_grid(trainer.sample(64, z=z, use_ema=False), run_dir / f"epoch{epoch:03d}_trained.png")
+        yield from score_rows(name, args, trainer, callbacks, observer, epoch, train_s)
+
+
+def score_rows(name, args, trainer, callbacks, observer, epoch, train_s) -> list[dict]:
+    common = {"config": name, "description": spec_for(name).description, "epochs": epoch,
               "steps": trainer.state.step, "seed": args.seed, "n": args.n, "train_s": round(train_s, 1),
-              "torch": torch.__version__, "device": "cpu, 1 thread (2-core machine shared with other jobs)"}
+              "torch": torch.__version__, "device": f"cpu, 1 thread ({args.machine})"}
     rows = [{**common, "weights": "trained", **score(trainer.generator, args.n)}]
     if trainer.ema_generator is not None:
         tag = "ema half-life 10k images, ramp-up 0.05" if observer is not None else "ema"
