@@ -307,3 +307,41 @@ def test_report_lists_compile_time_apart(tmp_path: Path, capsys) -> None:
                                                                   compiled, quick])])[0])
     lines = report.compile_lines(rows)
     assert lines == ["step cpu batch 128: compiled first step +40.0 s (= 800 steady steps)"]
+
+
+@pytest.mark.mnist
+def test_recipes_ablation_continues_a_shorter_run_to_the_same_result(mnist_dir: Path, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    # The 100-epoch figure of docs/recipes.md continues the 50-epoch run: that must equal one long run.
+    from benchmarks import recipes_ablation, recipes_grids
+
+    monkeypatch.setenv(data.DATA_ENV_VAR, str(mnist_dir))
+    threads = torch.get_num_threads()
+    common = ["--configs", "+ttur", "--subset", "256", "--eval-at", "1", "--n", "200"]
+    try:
+        with torch.random.fork_rng(devices=[]):
+            recipes_ablation.main([*common, "--epochs", "3", "--run-dir", str(tmp_path / "a"),
+                                   "--out", str(tmp_path / "a.jsonl")])
+            for epochs in ("2", "3"):  # stopped at 2, then continued from its checkpoint to 3
+                recipes_ablation.main([*common, "--epochs", epochs, "--run-dir", str(tmp_path / "b"),
+                                       "--out", str(tmp_path / "b.jsonl")])
+    finally:
+        torch.set_num_threads(threads)
+    rows = {name: [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+            for name in ("a", "b")}
+    assert [r["epochs"] for r in rows["a"]] == [1, 3]
+    assert [r["epochs"] for r in rows["b"]] == [1, 2, 3]
+    assert [r["steps"] for r in rows["b"]] == [2, 4, 6]  # 256 images, batches of 128
+    assert rows["b"][-1]["fd"] == rows["a"][-1]["fd"]  # the same weights, so the same samples and score
+    assert rows["b"][-1]["fd"] != rows["b"][0]["fd"]
+    run = tmp_path / "b" / "+ttur_seed0"
+    assert sorted(p.name for p in run.glob("*.png")) == ["epoch001.png", "epoch002.png", "epoch003.png"]
+    out = tmp_path / "side.png"
+    assert recipes_grids.main([str(tmp_path / "b"), "--epoch", "3", "--runs", "+ttur_seed0", "+ttur_seed0",
+                               "--out", str(out)]) == 0
+    from PIL import Image
+
+    single = Image.open(run / "epoch003.png")
+    assert Image.open(out).size == (2 * single.width + recipes_grids.GAP, single.height + recipes_grids.LABEL_H)
+    assert recipes_grids.main([str(tmp_path / "b"), "--epoch", "4", "--runs", "+ttur_seed0",
+                               "--out", str(out)]) == 2  # no such epoch: an error line, not a traceback

@@ -225,3 +225,16 @@ def test_precision_recall_of_a_half_covering_generator():
     assert precision_recall(real, real) == (1.0, 1.0)
     assert precision_recall(real, fake + 100.0) == (0.0, 0.0)
     assert precision_recall(real, fake, chunk_size=7) == (precision, recall)  # memory-bounded chunks, same answer
+
+
+def test_loading_the_classifier_leaves_the_global_rng_alone(monkeypatch):
+    # Scoring mid-training (MetricsCallback, --eval-every) must not change the run: the first load
+    # builds the network, whose random init once drew from torch's global RNG.
+    from torchgan_lite.metrics import classifier
+
+    monkeypatch.setattr(classifier, "_LOADED", {})  # as in a fresh process: nothing built yet
+    before = torch.get_rng_state()
+    model = classifier.load_classifier()
+    assert torch.equal(torch.get_rng_state(), before)
+    state = torch.load(classifier.CLASSIFIER_PATH, weights_only=True)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())  # the shipped weights, loaded

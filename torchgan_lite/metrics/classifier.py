@@ -74,7 +74,8 @@ def load_classifier(device: torch.device | str = "cpu", path: str | os.PathLike[
     """The shipped classifier in eval mode, its file checked against its sha256.
 
     The network for the shipped weights is built once per device and reused; do not
-    train or modify the returned module.
+    train or modify the returned module. Loading draws nothing from torch's global RNG, so
+    scoring during training leaves the run's random stream as it was.
 
     Args:
         device: Where the network runs.
@@ -101,7 +102,8 @@ def load_classifier(device: torch.device | str = "cpu", path: str | os.PathLike[
         raise ValueError(f"classifier weights {file} have sha256 {digest}, expected {expected_sha256}: the file is "
                          "corrupted or not the shipped one, and metrics computed with it would not be comparable")
     state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    model = MNISTClassifier()
+    with torch.random.fork_rng(devices=[]):  # the layers' random init, overwritten below, must not move the
+        model = MNISTClassifier()             # caller's RNG: scoring mid-training would change the run
     model.load_state_dict(state)
     model.eval().requires_grad_(False).to(dev)
     if shipped:
