@@ -345,3 +345,21 @@ def test_recipes_ablation_continues_a_shorter_run_to_the_same_result(mnist_dir: 
     assert Image.open(out).size == (2 * single.width + recipes_grids.GAP, single.height + recipes_grids.LABEL_H)
     assert recipes_grids.main([str(tmp_path / "b"), "--epoch", "4", "--runs", "+ttur_seed0",
                                "--out", str(out)]) == 2  # no such epoch: an error line, not a traceback
+
+
+def test_recipes_table_means_over_seeds_and_lists_each_row(tmp_path: Path, capsys) -> None:
+    from benchmarks import recipes_table
+
+    base = {"config": "improved", "epochs": 20, "weights": "ema", "kid_mean": 40.0, "classifier_score": 6.0,
+            "coverage_kl": 0.1, "classes_at_1pct": 10, "precision": 0.7, "recall": 0.2}
+    rows = [{**base, "seed": 0, "fd": 100.0}, {**base, "seed": 1, "fd": 200.0, "kid_mean": 50.0},
+            {**base, "seed": 0, "fd": 300.0, "epochs": 10}]
+    path = tmp_path / "r.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert recipes_table.main(["--summary", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "| improved | 20 | ema | 0,1 | 150.0 (100.0-200.0) | 45.0 (40.0-50.0) |" in out
+    assert "| improved | 10 | ema | 0 | 300.0 | 40.0 |" in out
+    assert recipes_table.main(["--epochs", "10", str(path)]) == 0
+    assert capsys.readouterr().out.count("| improved |") == 1
+    assert recipes_table.main([str(tmp_path / "missing.jsonl")]) == 2
