@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("files", nargs="+", type=Path, help="JSON-lines files written by recipes_ablation.py")
     p.add_argument("--summary", action="store_true", help="mean and range over seeds instead of every row")
-    p.add_argument("--epochs", type=int, nargs="*", default=None, help="only these scored epochs")
+    p.add_argument("--epochs", type=int, action="append", default=None, help="only this scored epoch (repeatable)")
     args = p.parse_args(argv)
     missing = [str(f) for f in args.files if not f.is_file()]
     if missing:
