@@ -199,8 +199,9 @@ def time_steps(args: argparse.Namespace, images: torch.Tensor) -> None:
         for _ in range(3):
             trainer.train_step(batch)
     times: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(args.rounds):
-        for name, trainer in trainers.items():
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:  # each round starts one config later
+            trainer = trainers[name]
             t0 = time.perf_counter()
             for _ in range(args.steps):
                 trainer.train_step(batch)
@@ -208,8 +209,10 @@ def time_steps(args: argparse.Namespace, images: torch.Tensor) -> None:
     ref = times["reference"]
     for name in names:
         ratios = [t / r for t, r in zip(times[name], ref)]
+        q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
         print(f"{name:16s} median step {statistics.median(times[name]) * 1e3:7.1f} ms   "
-              f"ratio to reference: median {statistics.median(ratios):.3f}, range {min(ratios):.3f}-{max(ratios):.3f}")
+              f"ratio to reference: median {statistics.median(ratios):.3f}, quartiles {q1:.3f}-{q3:.3f}, "
+              f"range {min(ratios):.3f}-{max(ratios):.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
