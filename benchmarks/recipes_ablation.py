@@ -209,7 +209,7 @@ def time_steps(args: argparse.Namespace, images: torch.Tensor) -> None:
     ref = times["reference"]
     for name in names:
         ratios = [t / r for t, r in zip(times[name], ref)]
-        q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios[0],) * 3
+        q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive") if len(ratios) > 1 else (ratios[0],) * 3
         print(f"{name:16s} median step {statistics.median(times[name]) * 1e3:7.1f} ms   "
               f"ratio to reference: median {statistics.median(ratios):.3f}, quartiles {q1:.3f}-{q3:.3f}, "
               f"range {min(ratios):.3f}-{max(ratios):.3f}")
