@@ -310,6 +310,7 @@ def test_report_lists_compile_time_apart(tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.mnist
+@pytest.mark.filterwarnings("ignore:the samples' smallest value:RuntimeWarning")  # a generator after 2 steps
 def test_recipes_ablation_continues_a_shorter_run_to_the_same_result(mnist_dir: Path, tmp_path: Path,
                                                                      monkeypatch) -> None:
     # The 100-epoch figure of docs/recipes.md continues the 50-epoch run: that must equal one long run.
