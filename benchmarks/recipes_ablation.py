@@ -10,7 +10,7 @@ scored with truncated noise, since neither changes training. One process, one th
 
     TORCHGAN_LITE_DATA=/work/shared/data python benchmarks/recipes_ablation.py --epochs 3 \\
         --out benchmarks/results/recipes_ablation_cpu.jsonl
-    python benchmarks/recipes_ablation.py --configs improved improved-r1 --epochs 50 --eval-at 10,20,30,40 \
+    python benchmarks/recipes_ablation.py --configs improved improved-r1 --epochs 50 --eval-at 10,20,30,40 \\
         --run-dir runs/recipes --out benchmarks/results/recipes_long/improved.jsonl
     python benchmarks/recipes_ablation.py --time --rounds 5      # paired step times, no training run
 
@@ -22,8 +22,9 @@ same ``--run-dir``, a run continues from its checkpoint (bit for bit, as any res
 starting over.
 
 ``--time`` measures the step time of each recipe against the reference in paired,
-interleaved rounds (the same 20 steps of each recipe in turn, per round) and prints the
-median ratio: a recipe part's cost, separated from the machine's drift.
+interleaved rounds (``--steps`` steps of each recipe in turn, per round, the order rotated
+by one config every round) and prints the median ratio and its quartiles: a recipe part's
+cost, separated from the machine's drift.
 """
 
 from __future__ import annotations
