@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -13,6 +14,7 @@ from torch import nn
 from tests.conftest import tiny_models
 from torchgan_lite import layers, losses
 from torchgan_lite.regularizers import LazyRegularizer, LeCamRegularizer, apply_spectral_norm, lazy_adam_hparams
+from torchgan_lite.spectral import spectral_norm_output
 
 # ---------------------------------------------------------------- LeCam
 
@@ -162,7 +164,19 @@ def _largest_singular_value(w: torch.Tensor) -> float:
     return torch.linalg.matrix_norm(w.detach().flatten(1), ord=2).item()
 
 
-def test_spectral_norm_makes_every_layer_1_lipschitz_including_layers_linear():
+def _operator(layer: nn.Module, in_features: int) -> torch.Tensor:
+    """The matrix a Linear layer applies, (out, in), read from its outputs in eval mode (no power iteration)."""
+    was = layer.training
+    layer.eval()
+    with torch.no_grad():
+        eye = torch.eye(in_features)
+        matrix = (layer(eye) - layer(torch.zeros(1, in_features))).T  # (out, in): the bias cancels
+    layer.train(was)
+    return matrix
+
+
+@pytest.mark.parametrize("method", ["auto", "parametrization"])
+def test_spectral_norm_makes_every_layer_1_lipschitz_including_layers_linear(method):
     torch.manual_seed(0)
     d = nn.Sequential(layers.Linear(12, 20), nn.LeakyReLU(0.2), nn.Linear(20, 7),
                       nn.Unflatten(1, (7, 1, 1)), nn.Conv2d(7, 5, 1), nn.Flatten(), nn.Linear(5, 1))
@@ -170,25 +184,124 @@ def test_spectral_norm_makes_every_layer_1_lipschitz_including_layers_linear():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             with torch.no_grad():
                 m.weight.mul_(10)  # far from norm 1 before
-    assert apply_spectral_norm(d) is d
+    assert apply_spectral_norm(d, method=method) is d
     x = torch.randn(8, 12)
     for _ in range(50):  # power iterations, one per training forward
         d(x)
-    normed = [m for m in d if isinstance(m, (nn.Linear, nn.Conv2d))]
-    assert len(normed) == 4
-    for m in normed:
-        assert _largest_singular_value(m.weight) == pytest.approx(1.0, abs=1e-3)
-    # layers.Linear's forward uses the normalised weight: its output is x @ W_sn^T + b
+    linears = [m for m in d if isinstance(m, nn.Linear)]
+    assert len(linears) == 3
+    for m in linears:
+        assert _largest_singular_value(_operator(m, m.in_features)) == pytest.approx(1.0, abs=1e-3)
+    conv = d[4]
+    assert hasattr(conv, "parametrizations")  # convolutions always take torch's parametrization
+    assert _largest_singular_value(conv.weight) == pytest.approx(1.0, abs=1e-3)
     first = d[0]
-    torch.testing.assert_close(first(x), x @ first.weight.T + first.bias)
+    if method == "auto":  # the output is rescaled, the parameter is not
+        assert _largest_singular_value(first.weight) > 5
+    else:  # layers.Linear's forward reads the normalised weight: its output is x @ W_sn^T + b
+        torch.testing.assert_close(first(x), x @ first.weight.T + first.bias)
+
+
+def _torch_and_output_twins(shape=(12, 20, 1), seed=0):
+    """The same nn.Linear stack, spectral-normalised by torch's parametrization and by the output method."""
+    torch.manual_seed(seed)
+    widths = list(shape)
+    base = nn.Sequential(*[m for i in range(len(widths) - 1)
+                           for m in (nn.Linear(widths[i], widths[i + 1]), nn.LeakyReLU(0.2))][:-1])
+    twins = []
+    for method in ("parametrization", "output"):
+        net = copy.deepcopy(base)
+        torch.manual_seed(seed + 1)  # the same draws for u and v
+        twins.append(apply_spectral_norm(net, method=method))
+    return twins
+
+
+def _weight(layer: nn.Module) -> torch.Tensor:
+    return layer.parametrizations.weight.original if hasattr(layer, "parametrizations") else layer.weight
+
+
+def test_output_spectral_norm_trains_like_torchs_parametrization():
+    ref, out = _torch_and_output_twins()
+    opt_ref, opt_out = (torch.optim.Adam(n.parameters(), lr=1e-2) for n in (ref, out))
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(10):  # D(real) - D(fake): two training forwards between updates, as in a GAN step
+        real, fake = torch.randn(8, 12, generator=gen), torch.randn(8, 12, generator=gen)
+        losses_ = [(n(real) - n(fake)).pow(2).mean() for n in (ref, out)]
+        torch.testing.assert_close(losses_[1], losses_[0], rtol=1e-5, atol=1e-6)
+        for opt, loss in zip((opt_ref, opt_out), losses_):
+            opt.zero_grad()
+            loss.backward()
+        for a, b in zip(ref, out):
+            if isinstance(a, nn.Linear):
+                torch.testing.assert_close(_weight(b).grad, _weight(a).grad, rtol=1e-4, atol=1e-6)
+                torch.testing.assert_close(b.weight_u, a.parametrizations.weight[0]._u, rtol=1e-4, atol=1e-6)
+                torch.testing.assert_close(b.weight_v, a.parametrizations.weight[0]._v, rtol=1e-4, atol=1e-6)
+        opt_ref.step()
+        opt_out.step()
+
+
+def test_output_spectral_norm_second_order_gradients_match_torchs():
+    # R1 differentiates D's input gradient again with respect to D's weights
+    ref, out = _torch_and_output_twins()
+    x = torch.randn(6, 12)
+    grads = []
+    for net in (ref, out):
+        xi = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(net(xi).sum(), xi, create_graph=True)
+        g.pow(2).sum().backward()
+        grads.append([_weight(m).grad for m in net if isinstance(m, nn.Linear)])
+    for a, b in zip(*grads):
+        assert a is not None and a.abs().sum() > 0
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_output_spectral_norm_on_inputs_of_other_ranks_and_in_eval_mode():
+    ref, out = _torch_and_output_twins()
+    x = torch.randn(3, 5, 12)  # (B, T, in): sigma by torch.mv instead of the appended row
+    torch.testing.assert_close(out(x), ref(x), rtol=1e-5, atol=1e-6)
+    out.eval()
+    ref.eval()
+    u = out[0].weight_u.clone()
+    torch.testing.assert_close(out(x[0]), ref(x[0]), rtol=1e-5, atol=1e-6)
+    assert torch.equal(out[0].weight_u, u)  # no power iteration in eval mode
+
+
+def test_output_spectral_norm_copies_state_and_refuses_keyword_calls():
+    _, out = _torch_and_output_twins()
+    x = torch.randn(4, 12)
+    twin = copy.deepcopy(out)
+    u = out[0].weight_u.clone()
+    twin(x)  # a training forward of the copy updates the copy's vectors only
+    assert torch.equal(out[0].weight_u, u) and not torch.equal(twin[0].weight_u, u)
+    assert {"0.weight", "0.weight_u", "0.weight_v"} <= set(out.state_dict())
+    other = _torch_and_output_twins(seed=5)[1]
+    other.load_state_dict(twin.state_dict())
+    other.eval()
+    twin.eval()
+    assert torch.equal(other(x), twin(x))
+    with pytest.raises(TypeError, match="positional"):
+        out[0](input=x)
+
+
+def test_spectral_norm_method_is_checked():
+    with pytest.raises(ValueError, match="method must be one of"):
+        apply_spectral_norm(nn.Linear(2, 2), method="fast")
+    conv = nn.Sequential(nn.Linear(4, 4), nn.Unflatten(1, (4, 1, 1)), nn.Conv2d(4, 2, 1))
+    with pytest.raises(ValueError, match=r"Linear layers only, but 2 is a Conv2d"):
+        apply_spectral_norm(conv, method="output")
+    assert not hasattr(conv[0], "weight_u")  # nothing changed before the refusal
+    with pytest.raises(TypeError, match=r"layer must be a torch\.nn\.Linear"):
+        spectral_norm_output(nn.Conv2d(2, 2, 1))
 
 
 def test_spectral_norm_state_dict_round_trips_and_is_idempotent():
     torch.manual_seed(0)
     _, d = tiny_models()
     apply_spectral_norm(d)
-    apply_spectral_norm(d)  # no second parametrization
-    assert all(len(m.parametrizations["weight"]) == 1 for m in d.modules() if isinstance(m, nn.Linear))
+    apply_spectral_norm(d)  # no second hook
+    apply_spectral_norm(d, method="parametrization")  # nor torch's on top of it
+    linears = [m for m in d.modules() if isinstance(m, nn.Linear)]
+    assert all(len(m._forward_hooks) == 1 and not hasattr(m, "parametrizations") for m in linears)
     x = torch.randn(5, 1, 4, 4)
     for _ in range(3):
         d(x)
@@ -200,7 +313,7 @@ def test_spectral_norm_state_dict_round_trips_and_is_idempotent():
     other.load_state_dict(d.state_dict())
     other.eval()
     assert torch.equal(other(x), want)
-    assert any(k.endswith("_u") for k in d.state_dict())
+    assert any(k.endswith("weight_u") for k in d.state_dict())
 
 
 def test_spectral_norm_bad_arguments_are_named():
@@ -210,10 +323,11 @@ def test_spectral_norm_bad_arguments_are_named():
         apply_spectral_norm(nn.ReLU())
 
 
-def test_spectral_norm_gradients_reach_the_original_weight():
+@pytest.mark.parametrize("method", ["auto", "parametrization"])
+def test_spectral_norm_gradients_reach_the_original_weight(method):
     torch.manual_seed(0)
-    d = apply_spectral_norm(nn.Sequential(layers.Linear(6, 4), nn.Tanh(), layers.Linear(4, 1)))
+    d = apply_spectral_norm(nn.Sequential(layers.Linear(6, 4), nn.Tanh(), layers.Linear(4, 1)), method=method)
     d(torch.randn(3, 6)).sum().backward()
-    original = d[0].parametrizations.weight.original
+    original = _weight(d[0])
     assert original.grad is not None and math.isfinite(original.grad.abs().sum().item())
     assert original.grad.abs().sum().item() > 0
