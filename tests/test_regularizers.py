@@ -331,3 +331,19 @@ def test_spectral_norm_gradients_reach_the_original_weight(method):
     original = _weight(d[0])
     assert original.grad is not None and math.isfinite(original.grad.abs().sum().item())
     assert original.grad.abs().sum().item() > 0
+
+
+def test_layers_linear_runs_torchs_power_iteration_once_per_forward():
+    # layers.Linear read its weight twice per forward: under torch's parametrization that was two
+    # power iterations (and two W / sigma) per call; it must match nn.Linear's one
+    torch.manual_seed(0)
+    plain = nn.Linear(12, 20)
+    ours = layers.Linear(12, 20)
+    ours.load_state_dict(plain.state_dict())
+    for layer in (plain, ours):
+        torch.manual_seed(1)
+        apply_spectral_norm(layer, method="parametrization")
+    x = torch.randn(4, 12)
+    for _ in range(3):
+        torch.testing.assert_close(ours(x), plain(x))
+    assert torch.equal(ours.parametrizations.weight[0]._u, plain.parametrizations.weight[0]._u)

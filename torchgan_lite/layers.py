@@ -124,10 +124,12 @@ class Linear(nn.Linear):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in) -> (B, out)
+        # read once: under a parametrization (torch's spectral norm) each read recomputes the weight
+        weight = self.weight
         if not torch.jit.is_scripting():  # TorchScript compiles only F.linear below
-            if _onednn_applies(x, self.weight, self.in_features * self.out_features):
-                return _OneDNNLinearFn.apply(x.contiguous(), self.weight, self.bias)
-        return F.linear(x, self.weight, self.bias)
+            if _onednn_applies(x, weight, self.in_features * self.out_features):
+                return _OneDNNLinearFn.apply(x.contiguous(), weight, self.bias)
+        return F.linear(x, weight, self.bias)
 
 
 def _onednn_applies(x: torch.Tensor, w: torch.Tensor, macs_per_row: int) -> bool:
