@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from torchgan_lite import GANTrainer, TensorLoader, data, models, seed_everything
+from torchgan_lite import Event, GANTrainer, TensorLoader, data, models, seed_everything
 from torchgan_lite.noise import truncated_noise
 from torchgan_lite.recipes import SPECS, RecipeSpec, build_parts
 
@@ -96,6 +96,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="JSON-lines file the results are appended to (default: %(default)s)")
     p.add_argument("--machine", default="2-core machine shared with other jobs",
                    help="what else ran on the machine, recorded with each row")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="start each run from this checkpoint of the same config (when its --run-dir has none)")
+    p.add_argument("--lr-decay-from", type=int, default=None, metavar="EPOCH",
+                   help="from this epoch on, both networks' learning rates fall linearly to 0 at --epochs "
+                        "(set from the step count at every step, so it needs no state)")
+    p.add_argument("--extra-ema", type=str, default=None, metavar="H1,H2",
+                   help="passive generator EMAs by half-life in images (no ramp-up), started from the run's EMA "
+                        "(or its generator) when this process starts training; scored beside the others, "
+                        "not saved in checkpoints")
+    p.add_argument("--variant", type=str, default="",
+                   help="a suffix of the config's name in the rows and the run folder, e.g. '-decay50'")
     p.add_argument("--time", action="store_true", help="paired step timing instead of training runs")
     p.add_argument("--rounds", type=int, default=5, help="timed rounds per config (--time; default: %(default)s)")
     p.add_argument("--steps", type=int, default=20, help="steps per config and round (--time)")
@@ -143,11 +154,18 @@ def train_and_score(name: str, args: argparse.Namespace, images: torch.Tensor):
         observer = GeneratorEMA.from_half_life(10_000, 128, rampup=0.05)
         observer.attach(trainer)
     loader = TensorLoader(images, batch_size=128, shuffle=True, drop_last=True)
-    run_dir = None if args.run_dir is None else args.run_dir / f"{name}_seed{args.seed}"
+    run_dir = None if args.run_dir is None else args.run_dir / f"{name}{args.variant}_seed{args.seed}"
     ckpt = None if run_dir is None else run_dir / "checkpoint.pt"
-    if ckpt is not None and ckpt.exists():  # continue a shorter run of the same config (bitwise, as resume is)
-        trainer.load_checkpoint(ckpt, data=loader)
-        print(f"{name} seed {args.seed}: continuing from epoch {trainer.state.epoch}", flush=True)
+    # the decay sets the learning rates from the step count, so the saved (decayed) ones are not checked
+    hyperparameters = "check" if args.lr_decay_from is None else "current"
+    start = ckpt if ckpt is not None and ckpt.exists() else args.init_from
+    if start is not None:  # continue a shorter run of the same config (bitwise, as resume is)
+        trainer.load_checkpoint(start, data=loader, hyperparameters=hyperparameters)
+        print(f"{name}{args.variant} seed {args.seed}: continuing from epoch {trainer.state.epoch} of {start}",
+              flush=True)
+    if args.lr_decay_from is not None:
+        attach_lr_decay(trainer, args.lr_decay_from * len(loader), args.epochs * len(loader))
+    extra = attach_extra_emas(trainer, args.extra_ema)
     train_s = 0.0
     for epoch in eval_epochs(args):
         if trainer.state.epoch >= epoch:
@@ -161,17 +179,58 @@ def train_and_score(name: str, args: argparse.Namespace, images: torch.Tensor):
             save_grid(trainer.sample(64, z=z), run_dir / f"epoch{epoch:03d}.png")
             if trainer.ema_generator is not None:
                 save_grid(trainer.sample(64, z=z, use_ema=False), run_dir / f"epoch{epoch:03d}_trained.png")
-        yield from score_rows(name, args, trainer, callbacks, observer, epoch, train_s)
+        yield from score_rows(name, args, trainer, callbacks, observer, epoch, train_s, extra)
 
 
-def score_rows(name, args, trainer, callbacks, observer, epoch, train_s) -> list[dict]:
-    common = {"config": name, "description": spec_for(name).description, "epochs": epoch,
+def attach_lr_decay(trainer: GANTrainer, start_step: int, end_step: int) -> None:
+    """Scale both optimizers' learning rates by ``clamp((end - step) / (end - start), 0, 1)``, set at every step."""
+    if not 0 <= start_step < end_step:
+        sys.exit(f"error: --lr-decay-from must lie before --epochs (steps {start_step} and {end_step})")
+    bases = [[group["lr"] for group in opt.param_groups] for opt in (trainer.g_optimizer, trainer.d_optimizer)]
+
+    def set_lr(trainer: GANTrainer) -> None:
+        factor = min(1.0, max(0.0, (end_step - trainer.state.step) / (end_step - start_step)))
+        for opt, base in zip((trainer.g_optimizer, trainer.d_optimizer), bases):
+            for group, lr in zip(opt.param_groups, base):
+                group["lr"] = lr * factor
+
+    set_lr(trainer)  # for the first step after a continued checkpoint
+    trainer.add_callback(Event.STEP_END, set_lr)
+
+
+def attach_extra_emas(trainer: GANTrainer, spec: str | None) -> dict[str, object]:
+    """Passive EMAs by half-life (images), started now from the run's EMA or generator: label -> GeneratorEMA."""
+    from torchgan_lite.ema import GeneratorEMA
+
+    emas: dict[str, object] = {}
+    for text in (spec or "").split(","):
+        if not text.strip():
+            continue
+        try:
+            half_life = float(text)
+        except ValueError:
+            sys.exit(f"error: --extra-ema must be comma-separated half-lives in images, got {spec!r}")
+        ema = GeneratorEMA.from_half_life(half_life, 128, rampup=None)
+        ema.reset(trainer.generator)
+        start = trainer.ema_generator if trainer.ema_generator is not None else trainer.generator
+        ema.generator.load_state_dict(start.state_dict())
+        trainer.add_callback(Event.STEP_END, lambda t, ema=ema: ema.update())
+        emas[f"ema half-life {half_life / 1000:g}k images from epoch {trainer.state.epoch}"] = ema
+    return emas
+
+
+def score_rows(name, args, trainer, callbacks, observer, epoch, train_s, extra=None) -> list[dict]:
+    common = {"config": name + args.variant, "description": spec_for(name).description
+              + (f"; lr decayed linearly to 0 from epoch {args.lr_decay_from}" if args.lr_decay_from else ""),
+              "epochs": epoch,
               "steps": trainer.state.step, "seed": args.seed, "n": args.n, "train_s": round(train_s, 1),
               "torch": torch.__version__, "device": f"cpu, 1 thread ({args.machine})"}
     rows = [{**common, "weights": "trained", **score(trainer.generator, args.n)}]
     if trainer.ema_generator is not None:
         tag = "ema half-life 10k images, ramp-up 0.05" if observer is not None else "ema"
         rows.append({**common, "weights": tag, **score(trainer.ema_generator, args.n)})
+    for tag, ema in (extra or {}).items():
+        rows.append({**common, "weights": tag, **score(ema.generator, args.n)})
     if name == "reference":
         for threshold in (1.0,):
             z = truncated_noise(args.n, trainer.latent_dim, threshold, generator=torch.Generator().manual_seed(0))

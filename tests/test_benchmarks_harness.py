@@ -27,7 +27,7 @@ from benchmarks.reference_loop import (
     reference_generator,
 )
 from benchmarks.variants import BASELINE, VARIANTS, Plan, Variant, plan_for, variant_by_name
-from torchgan_lite import data
+from torchgan_lite import Event, data
 
 
 def _case(kind: str, device: str, batch: int, variant: str, steps_per_s: float, mem: int) -> dict:
@@ -346,6 +346,32 @@ def test_recipes_ablation_continues_a_shorter_run_to_the_same_result(mnist_dir: 
     assert Image.open(out).size == (2 * single.width + recipes_grids.GAP, single.height + recipes_grids.LABEL_H)
     assert recipes_grids.main([str(tmp_path / "b"), "--epoch", "4", "--runs", "+ttur_seed0",
                                "--out", str(out)]) == 2  # no such epoch: an error line, not a traceback
+
+
+def test_recipes_ablation_lr_decay_reaches_zero_linearly_and_extra_emas_follow() -> None:
+    from benchmarks import recipes_ablation
+
+    trainer, _ = recipes_ablation.make_trainer("improved-r1", 0)
+    g_base = trainer.g_optimizer.param_groups[0]["lr"]
+    d_base = trainer.d_optimizer.param_groups[0]["lr"]  # lazy R1's corrected lr, kept as the base
+    recipes_ablation.attach_lr_decay(trainer, start_step=4, end_step=8)
+    emas = recipes_ablation.attach_extra_emas(trainer, "1000")
+    (label, ema), = emas.items()
+    assert label == "ema half-life 1k images from epoch 0"
+    # started from the run's own EMA, not from the generator
+    start = next(iter(trainer.ema_generator.parameters())).clone()
+    assert torch.equal(next(iter(ema.generator.parameters())), start)
+    batch = torch.rand(128, 1, 28, 28) * 2 - 1
+    seen = []
+    for _ in range(9):
+        seen.append(trainer.g_optimizer.param_groups[0]["lr"] / g_base)
+        assert trainer.d_optimizer.param_groups[0]["lr"] / d_base == pytest.approx(seen[-1])
+        trainer.train_step(batch)  # counts the step; the events are fit()'s, fired here by hand
+        trainer.fire(Event.STEP_END)
+    assert seen == pytest.approx([1, 1, 1, 1, 1, 0.75, 0.5, 0.25, 0.0])  # (8 - step) / (8 - 4), clamped
+    # the passive EMA moved towards the generator: beta = 0.5 ** (128 / 1000) per step
+    assert not torch.equal(next(iter(ema.generator.parameters())), start)
+    assert ema.current_decay() == pytest.approx(0.5 ** (128 / 1000))
 
 
 def test_recipes_table_means_over_seeds_and_lists_each_row(tmp_path: Path, capsys) -> None:
