@@ -39,7 +39,7 @@ from pathlib import Path
 
 import torch
 
-from torchgan_lite import Event, GANTrainer, TensorLoader, data, models, seed_everything
+from torchgan_lite import Event, GANTrainer, TensorLoader, data, models, regularizers, seed_everything
 from torchgan_lite.noise import truncated_noise
 from torchgan_lite.recipes import SPECS, RecipeSpec, build_parts
 
@@ -57,6 +57,9 @@ ABLATIONS: dict[str, RecipeSpec] = {
                                     r1_gamma=10.0, r1_every=16),
     "+ttur": dataclasses.replace(REF, description="TTUR: G lr 1e-4, D lr 4e-4", g_lr=1e-4, d_lr=4e-4),
     "+spectral-norm": dataclasses.replace(REF, description="spectral norm on every D layer", spectral_norm=True),
+    # the same part through torch's parametrization (W / sigma on every call) instead of the output: its cost
+    "+spectral-norm-torch": dataclasses.replace(REF, description="spectral norm on every D layer, torch's "
+                                                "parametrization", spectral_norm=True),
     "improved": SPECS["improved"],
     "improved-r1": SPECS["improved-r1"],  # = improved+lazy-r1, the recipe named in torchgan_lite.recipes
 }
@@ -80,8 +83,9 @@ def spec_for(name: str) -> RecipeSpec:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--configs", nargs="*", default=list(ABLATIONS),
-                   help="names from ABLATIONS, or combinations such as +diffaugment+lecam (default: all of ABLATIONS)")
+    p.add_argument("--configs", nargs="*", default=[n for n in ABLATIONS if n != "+spectral-norm-torch"],
+                   help="names from ABLATIONS, or combinations such as +diffaugment+lecam (default: all of "
+                        "ABLATIONS but +spectral-norm-torch, which trains as +spectral-norm does)")
     p.add_argument("--epochs", type=int, default=3, help="epochs of each training run (default: %(default)s)")
     p.add_argument("--eval-at", type=str, default=None,
                    help="comma-separated epochs at which to score (and write a grid), e.g. 10,20,50 "
@@ -116,6 +120,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def make_trainer(name: str, seed: int, batch_size: int = 128) -> tuple[GANTrainer, list]:
     seed_everything(seed)
     generator, discriminator = models.mlp_generator(), models.mlp_discriminator()
+    if name.endswith("spectral-norm-torch"):  # build_parts then leaves the normalised layers as they are
+        regularizers.apply_spectral_norm(discriminator, method="parametrization")
     parts = build_parts(spec_for(name), generator, discriminator, batch_size=batch_size)
     trainer = GANTrainer(generator, discriminator, parts.loss, g_optimizer=parts.g_optimizer,
                          d_optimizer=parts.d_optimizer, n_critic=parts.n_critic, regularizers=parts.regularizers,

@@ -374,6 +374,22 @@ def test_recipes_ablation_lr_decay_reaches_zero_linearly_and_extra_emas_follow()
     assert ema.current_decay() == pytest.approx(0.5 ** (128 / 1000))
 
 
+def test_recipes_ablation_spectral_norm_configs_differ_only_in_the_implementation() -> None:
+    from benchmarks import recipes_ablation
+
+    output = recipes_ablation.make_trainer("+spectral-norm", 0)[0].discriminator
+    torch_sn = recipes_ablation.make_trainer("+spectral-norm-torch", 0)[0].discriminator
+    linears = [[m for m in d.modules() if isinstance(m, torch.nn.Linear)] for d in (output, torch_sn)]
+    assert len(linears[0]) == len(linears[1]) == 4
+    assert all(hasattr(m, "weight_u") and not hasattr(m, "parametrizations") for m in linears[0])
+    assert all(hasattr(m, "parametrizations") and not hasattr(m, "weight_u") for m in linears[1])
+    x = torch.rand(8, 1, 28, 28) * 2 - 1
+    output.eval()
+    torch_sn.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(output(x), torch_sn(x), rtol=1e-4, atol=1e-5)  # the same function
+
+
 def test_recipes_table_means_over_seeds_and_lists_each_row(tmp_path: Path, capsys) -> None:
     from benchmarks import recipes_table
 
