@@ -111,13 +111,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "not saved in checkpoints")
     p.add_argument("--variant", type=str, default="",
                    help="a suffix of the config's name in the rows and the run folder, e.g. '-decay50'")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the runs train and are scored (default: %(default)s; the CPU uses one thread)")
     p.add_argument("--time", action="store_true", help="paired step timing instead of training runs")
     p.add_argument("--rounds", type=int, default=5, help="timed rounds per config (--time; default: %(default)s)")
     p.add_argument("--steps", type=int, default=20, help="steps per config and round (--time)")
     return p.parse_args(argv)
 
 
-def make_trainer(name: str, seed: int, batch_size: int = 128) -> tuple[GANTrainer, list]:
+def make_trainer(name: str, seed: int, batch_size: int = 128, device: str = "cpu") -> tuple[GANTrainer, list]:
     seed_everything(seed)
     generator, discriminator = models.mlp_generator(), models.mlp_discriminator()
     if name.endswith("spectral-norm-torch"):  # build_parts then leaves the normalised layers as they are
@@ -125,16 +127,16 @@ def make_trainer(name: str, seed: int, batch_size: int = 128) -> tuple[GANTraine
     parts = build_parts(spec_for(name), generator, discriminator, batch_size=batch_size)
     trainer = GANTrainer(generator, discriminator, parts.loss, g_optimizer=parts.g_optimizer,
                          d_optimizer=parts.d_optimizer, n_critic=parts.n_critic, regularizers=parts.regularizers,
-                         augment=parts.augment, device="cpu")
+                         augment=parts.augment, device=device)
     for callback in parts.callbacks:
         callback.attach(trainer)
     return trainer, parts.callbacks
 
 
-def score(source, n: int) -> dict[str, float]:
+def score(source, n: int, device: str = "cpu", seed: int = 0) -> dict[str, float]:
     from torchgan_lite.metrics import evaluate_mnist
 
-    result = evaluate_mnist(source, n=n)
+    result = evaluate_mnist(source, n=n, device=device, seed=seed)
     return {k: round(float(v), 4) for k, v in result.items()}
 
 
@@ -154,12 +156,12 @@ def train_and_score(name: str, args: argparse.Namespace, images: torch.Tensor):
     from torchgan_lite.ema import GeneratorEMA
     from torchgan_lite.reporting import fixed_noise, save_grid
 
-    trainer, callbacks = make_trainer(name, args.seed)
+    trainer, callbacks = make_trainer(name, args.seed, device=args.device)
     observer = None
     if name == "reference":  # a passive EMA: it reads the weights, draws no random numbers
         observer = GeneratorEMA.from_half_life(10_000, 128, rampup=0.05)
         observer.attach(trainer)
-    loader = TensorLoader(images, batch_size=128, shuffle=True, drop_last=True)
+    loader = TensorLoader(images, batch_size=128, shuffle=True, drop_last=True)  # images on args.device
     run_dir = None if args.run_dir is None else args.run_dir / f"{name}{args.variant}_seed{args.seed}"
     ckpt = None if run_dir is None else run_dir / "checkpoint.pt"
     # the decay sets the learning rates from the step count, so the saved (decayed) ones are not checked
@@ -225,31 +227,36 @@ def attach_extra_emas(trainer: GANTrainer, spec: str | None) -> dict[str, object
     return emas
 
 
+def device_label(args: argparse.Namespace) -> str:
+    if args.device == "cuda":
+        return f"{torch.cuda.get_device_name()} ({args.machine})"
+    return f"cpu, 1 thread ({args.machine})"
+
+
 def score_rows(name, args, trainer, callbacks, observer, epoch, train_s, extra=None) -> list[dict]:
     common = {"config": name + args.variant, "description": spec_for(name).description
               + (f"; lr decayed linearly to 0 from epoch {args.lr_decay_from}" if args.lr_decay_from else ""),
               "epochs": epoch,
               "steps": trainer.state.step, "seed": args.seed, "n": args.n, "train_s": round(train_s, 1),
-              "torch": torch.__version__, "device": f"cpu, 1 thread ({args.machine})"}
-    rows = [{**common, "weights": "trained", **score(trainer.generator, args.n)}]
+              "torch": torch.__version__, "device": device_label(args)}
+    dev = args.device
+    rows = [{**common, "weights": "trained", **score(trainer.generator, args.n, dev)}]
     if trainer.ema_generator is not None:
         tag = "ema half-life 10k images, ramp-up 0.05" if observer is not None else "ema"
-        rows.append({**common, "weights": tag, **score(trainer.ema_generator, args.n)})
+        rows.append({**common, "weights": tag, **score(trainer.ema_generator, args.n, dev)})
     for tag, ema in (extra or {}).items():
-        rows.append({**common, "weights": tag, **score(ema.generator, args.n)})
+        rows.append({**common, "weights": tag, **score(ema.generator, args.n, dev)})
     if name == "reference":
         for threshold in (1.0,):
             z = truncated_noise(args.n, trainer.latent_dim, threshold, generator=torch.Generator().manual_seed(0))
             gen = trainer.generator.eval()
             with torch.no_grad():
-                samples = torch.cat([gen(chunk) for chunk in z.split(500)])  # (n, 1, 28, 28)
-            rows.append({**common, "weights": f"trained, truncated noise {threshold}", **score(samples, args.n)})
+                samples = torch.cat([gen(chunk.to(dev)) for chunk in z.split(500)])  # (n, 1, 28, 28)
+            rows.append({**common, "weights": f"trained, truncated noise {threshold}",
+                         **score(samples, args.n, dev)})
         for eval_seed in (1,):  # the evaluator's own spread: other noise for the same weights
-            from torchgan_lite.metrics import evaluate_mnist
-
-            res = evaluate_mnist(trainer.generator, n=args.n, seed=eval_seed)
             rows.append({**common, "weights": f"trained, evaluator seed {eval_seed}",
-                         **{k: round(float(v), 4) for k, v in res.items()}})
+                         **score(trainer.generator, args.n, dev, seed=eval_seed)})
     for callback in callbacks:
         if hasattr(callback, "augment"):
             for row in rows:
@@ -259,7 +266,8 @@ def score_rows(name, args, trainer, callbacks, observer, epoch, train_s, extra=N
 
 def time_steps(args: argparse.Namespace, images: torch.Tensor) -> None:
     names = [n for n in args.configs]
-    trainers = {name: make_trainer(name, args.seed)[0] for name in names}
+    trainers = {name: make_trainer(name, args.seed, device=args.device)[0] for name in names}
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
     batch = images[:128]
     for trainer in trainers.values():  # warm-up
         for _ in range(3):
@@ -268,9 +276,11 @@ def time_steps(args: argparse.Namespace, images: torch.Tensor) -> None:
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:  # each round starts one config later
             trainer = trainers[name]
+            sync()
             t0 = time.perf_counter()
             for _ in range(args.steps):
                 trainer.train_step(batch)
+            sync()
             times[name].append((time.perf_counter() - t0) / args.steps)
     ref = times["reference"]
     for name in names:
@@ -289,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
             spec_for(name)
     except ValueError as err:
         sys.exit(str(err))
-    images = data.mnist(None, device="cpu")[: args.subset]  # (60000, 1, 28, 28) in [-1, 1]
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda, but torch.cuda.is_available() is False")
+    images = data.mnist(None, device=args.device)[: args.subset]  # (60000, 1, 28, 28) in [-1, 1]
     if args.time:
         time_steps(args, images)
         return 0

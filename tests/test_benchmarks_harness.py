@@ -390,6 +390,14 @@ def test_recipes_ablation_spectral_norm_configs_differ_only_in_the_implementatio
         torch.testing.assert_close(output(x), torch_sn(x), rtol=1e-4, atol=1e-5)  # the same function
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_recipes_ablation_refuses_cuda_without_a_gpu_by_name() -> None:
+    from benchmarks import recipes_ablation
+
+    with pytest.raises(SystemExit, match=r"--device cuda, but torch\.cuda\.is_available\(\) is False"):
+        recipes_ablation.main(["--device", "cuda", "--configs", "reference"])
+
+
 def test_recipes_table_means_over_seeds_and_lists_each_row(tmp_path: Path, capsys) -> None:
     from benchmarks import recipes_table
 
