@@ -24,6 +24,7 @@ from . import (
     regularizers,
     reporting,
     schedules,
+    spectral,
 )
 from .data import TensorLoader
 from .events import Event, RemovableHandle
@@ -65,4 +66,5 @@ __all__ = [
     "resolve_device",
     "schedules",
     "seed_everything",
+    "spectral",
 ]
