@@ -70,7 +70,8 @@ class OutputSpectralNorm:
     @torch.no_grad()
     def power_method(self, layer: nn.Linear, iterations: int) -> None:
         """``iterations`` in-place power iterations of the layer's ``weight_u``/``weight_v`` (torch's order)."""
-        weight, u, v = layer.weight, layer.weight_u, layer.weight_v  # (out, in), (out,), (in,)
+        u, v = layer.get_buffer("weight_u"), layer.get_buffer("weight_v")  # (out,), (in,)
+        weight = layer.weight  # (out, in)
         for _ in range(iterations):
             F.normalize(torch.mv(weight, v), dim=0, eps=self.eps, out=u)
             F.normalize(torch.mv(weight.t(), u), dim=0, eps=self.eps, out=v)
@@ -82,11 +83,11 @@ class OutputSpectralNorm:
     @staticmethod
     def _u(layer: nn.Linear) -> torch.Tensor:
         # clones: a later training forward updates u, v in place, and autograd keeps these
-        return layer.weight_u.clone(memory_format=torch.contiguous_format)
+        return layer.get_buffer("weight_u").clone(memory_format=torch.contiguous_format)
 
     @staticmethod
     def _v(layer: nn.Linear) -> torch.Tensor:
-        return layer.weight_v.clone(memory_format=torch.contiguous_format)
+        return layer.get_buffer("weight_v").clone(memory_format=torch.contiguous_format)
 
     def pre_hook(self, layer: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         assert isinstance(layer, nn.Linear)
@@ -151,5 +152,5 @@ def spectral_norm_output(layer: nn.Linear, n_power_iterations: int = 1, eps: flo
     hook.power_method(layer, 15 + hook.n_power_iterations)
     layer.register_forward_pre_hook(hook.pre_hook, with_kwargs=True)
     layer.register_forward_hook(hook)
-    layer.output_spectral_norm = hook  # marks the layer (and lets a caller reach the hook)
+    vars(layer)["output_spectral_norm"] = hook  # marks the layer (and lets a caller reach the hook)
     return layer
