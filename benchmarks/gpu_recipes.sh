@@ -5,7 +5,8 @@
 #            (improved), seeds 0-2, 30 epochs: the class-accuracy target over 3 seeds
 #   phase 2: each improved-r1 run continued from 50 to 100 epochs as it is (scored at 70 and 100: the
 #            3-seed mean for FD <= 10), and again from the same 50-epoch checkpoint with the learning
-#            rates decayed linearly to 0 and two longer EMAs (the candidates the CPU tried on seed 0)
+#            rates decayed linearly to 0; both with two longer EMAs (half-life 300k and 1M images),
+#            the lever the CPU found on seed 0 (docs/recipes.md)
 # Each phase starts its runs at once (one process each: the MLP steps are launch-bound, so one
 # GPU serves several) and stops them at its time limit; rows are written as they are scored.
 # From the repo root, with MNIST copied to .mnist/MNIST/raw (carried, git-ignored), results in $OUT:
@@ -44,7 +45,7 @@ for phase in $PHASES; do
         --eval-every 10 --eval-n 10000 "${csmall[@]}" --seed "$s" --no-progress --out "$runs/cond_improved_seed$s" \
         > "$OUT/cond_improved_s$s.txt" 2>&1 &
     else
-      ablation "$s" "improved-r1_s$s" --configs improved-r1 --epochs 100 --eval-at 70
+      ablation "$s" "improved-r1_s$s" --configs improved-r1 --epochs 100 --eval-at 70 --extra-ema 300000,1000000
       ablation "$s" "improved-r1-decay50_s$s" --configs improved-r1 --epochs 100 --eval-at 70 \
         --init-from "$runs/improved-r1_seed${s}_e50.pt" --lr-decay-from 50 --extra-ema 300000,1000000 \
         --variant=-decay50
