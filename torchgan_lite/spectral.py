@@ -22,7 +22,8 @@ weight, and ``W v`` rides along the layer's own matrix product as one more input
 The vectors are buffers (``weight_u``, ``weight_v``), so they are in the layer's
 ``state_dict``, restored by ``load_state_dict`` and averaged, copied or moved with the module.
 ``layer.weight`` stays the *unnormalised* parameter: read the normalised operator from the
-layer's output, not from its weight.
+layer's output, not from its weight. Forward hooks registered on the layer *before* it was
+normalised run before this one, so they see the raw output, with the extra row.
 
 Measured on the same CPU step (docs/benchmarks.md): 1.13x the plain step against torch's
 1.41x; what remains is elementwise work on the outputs, the power iterations and the hooks.
