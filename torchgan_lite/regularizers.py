@@ -228,6 +228,14 @@ _NORMED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.Co
 _METHODS = ("auto", "parametrization", "output")
 
 
+def _spectral_normed(layer: nn.Module) -> bool:
+    """Whether ``layer`` is spectral-normalised already, by its output hook or by torch's parametrization."""
+    if isinstance(getattr(layer, "output_spectral_norm", None), OutputSpectralNorm):
+        return True
+    return parametrize.is_parametrized(layer, "weight") and any(
+        type(p).__name__ == "_SpectralNorm" for p in cast(Any, layer).parametrizations["weight"])
+
+
 def apply_spectral_norm(module: nn.Module, n_power_iterations: int = 1, eps: float = 1e-12,
                         method: str = "auto") -> nn.Module:
     """Spectral-normalise every Linear/Conv/ConvTranspose layer of ``module``, in place.
@@ -244,7 +252,7 @@ def apply_spectral_norm(module: nn.Module, n_power_iterations: int = 1, eps: flo
       ``weight_v``; ``weight`` stays unnormalised). The same values and gradients up to
       rounding, and the division's backward touches the (B, out) output instead of the
       (out, in) weight: the reference MLP discriminator's CPU step costs 1.41x the plain
-      step with the first and less with the second (docs/benchmarks.md).
+      step with the first, 1.13x with the second (docs/benchmarks.md).
 
     Subclasses count (``torchgan_lite.layers.Linear`` included). Layers already
     spectral-normalised by either are left as they are.
@@ -268,19 +276,16 @@ def apply_spectral_norm(module: nn.Module, n_power_iterations: int = 1, eps: flo
     check_int("n_power_iterations", n_power_iterations)
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    found = [layer for layer in module.modules() if isinstance(layer, _NORMED)]
+    found = [(name, layer) for name, layer in module.named_modules() if isinstance(layer, _NORMED)]
     if not found:
         raise ValueError(f"module has no Linear or Conv layer to spectral-normalise: {type(module).__name__}")
     if method == "output":
-        for name, layer in module.named_modules():
-            if isinstance(layer, _NORMED) and not isinstance(layer, nn.Linear):
+        for name, layer in found:
+            if not isinstance(layer, nn.Linear):
                 raise ValueError(f"method='output' normalises Linear layers only, but {name or 'module'} is a "
                                  f"{type(layer).__name__}: use method='auto' or 'parametrization'")
-    for layer in found:
-        already = isinstance(getattr(layer, "output_spectral_norm", None), OutputSpectralNorm) or (
-            parametrize.is_parametrized(layer, "weight") and any(
-                type(p).__name__ == "_SpectralNorm" for p in cast(Any, layer).parametrizations["weight"]))
-        if already:
+    for _, layer in found:
+        if _spectral_normed(layer):
             continue
         if isinstance(layer, nn.Linear) and method != "parametrization":
             spectral_norm_output(layer, n_power_iterations=n_power_iterations, eps=eps)

@@ -79,16 +79,7 @@ class OutputSpectralNorm:
 
     def sigma(self, layer: nn.Linear) -> torch.Tensor:
         """The spectral-norm estimate ``u . (W v)``, 0-d, differentiable in ``W`` (not in u, v)."""
-        return torch.vdot(self._u(layer), torch.mv(layer.weight, self._v(layer)))
-
-    @staticmethod
-    def _u(layer: nn.Linear) -> torch.Tensor:
-        # clones: a later training forward updates u, v in place, and autograd keeps these
-        return layer.get_buffer("weight_u").clone(memory_format=torch.contiguous_format)
-
-    @staticmethod
-    def _v(layer: nn.Linear) -> torch.Tensor:
-        return layer.get_buffer("weight_v").clone(memory_format=torch.contiguous_format)
+        return torch.vdot(_vector(layer, "weight_u"), torch.mv(layer.weight, _vector(layer, "weight_v")))
 
     def pre_hook(self, layer: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         assert isinstance(layer, nn.Linear)
@@ -98,7 +89,7 @@ class OutputSpectralNorm:
             self.power_method(layer, self.n_power_iterations)
         x = args[0]
         if isinstance(x, torch.Tensor) and x.dim() == 2:
-            v = self._v(layer).to(x.dtype)[None]  # (1, in)
+            v = _vector(layer, "weight_v").to(x.dtype)[None]  # (1, in)
             return (torch.cat([x, v]),), {}  # (B + 1, in)
         return None
 
@@ -107,12 +98,17 @@ class OutputSpectralNorm:
         bias = layer.bias
         if output.dim() == 2:  # the pre-hook appended v: the last row is W v + b
             out, wv = output[:-1], output[-1]  # (B, out), (out,)
-            sigma = torch.vdot(self._u(layer).to(wv.dtype), wv if bias is None else wv - bias)
+            sigma = torch.vdot(_vector(layer, "weight_u").to(wv.dtype), wv if bias is None else wv - bias)
         else:
             out, sigma = output, self.sigma(layer).to(output.dtype)
         if bias is None:
             return out / sigma
         return (out - bias) / sigma + bias  # (B, out): x W^T / sigma + b
+
+
+def _vector(layer: nn.Module, name: str) -> torch.Tensor:
+    # a copy: a later training forward updates u, v in place, and autograd keeps what it is given
+    return layer.get_buffer(name).clone(memory_format=torch.contiguous_format)
 
 
 def spectral_norm_output(layer: nn.Linear, n_power_iterations: int = 1, eps: float = 1e-12) -> nn.Linear:
