@@ -33,9 +33,11 @@ from typing import Any
 
 import torch
 
-from torchgan_lite import layers, losses, models
-from torchgan_lite.compiled import CompiledGANStep
-from torchgan_lite.step import GANStep
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.nets import layers
+from torchgan_lite.nets import mlp as models
+from torchgan_lite.training.compiled import CompiledGANStep
+from torchgan_lite.training.step import GANStep
 
 from .reference_loop import ReferenceLoop
 

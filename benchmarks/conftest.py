@@ -60,7 +60,7 @@ def reference_dataset(mnist_root: Path) -> Dataset:
 @pytest.fixture(scope="session")
 def library_images(mnist_root: Path) -> Callable[[str], torch.Tensor]:
     """``get(device)``: MNIST decoded once by the library, ``(60000, 1, 28, 28)`` on the device."""
-    from torchgan_lite import data
+    from torchgan_lite.data import mnist as data
 
     cache: dict[str, torch.Tensor] = {}
 

@@ -19,7 +19,10 @@ import time
 import torch
 
 import torchgan_lite
-from torchgan_lite import GANTrainer, TensorLoader, data, losses, models, seed_everything
+from torchgan_lite import GANTrainer, TensorLoader, seed_everything
+from torchgan_lite.data import mnist as data
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.nets import mlp as models
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"{st.epoch} epochs, {st.step} steps in {wall:.1f} s ({st.step / wall:.0f} steps/s) on {result['device']}")
     if args.eval_n:
-        from torchgan_lite.metrics import evaluate_mnist
+        from torchgan_lite.metrics.evaluator import evaluate_mnist
 
         figures = evaluate_mnist(trainer.generator, n=args.eval_n, data_root=args.data_root, device=trainer.device)
         result["metrics"] = figures

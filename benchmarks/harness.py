@@ -39,7 +39,10 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import Dataset
 
-from torchgan_lite import GANTrainer, TensorLoader, layers, losses, models
+from torchgan_lite import GANTrainer, TensorLoader
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.nets import layers
+from torchgan_lite.nets import mlp as models
 
 from .plain_step import tutorial_adam
 from .reference_loop import ReferenceLoop, endless_batches, mnist_dataloader

@@ -11,7 +11,7 @@ tutorial's way of stepping, which the library's step no longer offers:
 - ``Adam(lr=2e-4, foreach=False)``: a Python loop over the parameters;
 - both losses are read on the host every step (the tutorial's per-step log).
 
-It is a :class:`~torchgan_lite.step.GANStep` subclass, run by a ``GANTrainer`` through
+It is a :class:`~torchgan_lite.training.step.GANStep` subclass, run by a ``GANTrainer`` through
 its public ``step_class`` option, so it has the library's data path and loop; the
 difference to the ``default`` variant is the step alone.
 """
@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from torchgan_lite.state import StepResult
-from torchgan_lite.step import DUpdate, GANStep
+from torchgan_lite.training.state import StepResult
+from torchgan_lite.training.step import DUpdate, GANStep
 
 __all__ = ["TutorialLiteralStep", "tutorial_adam"]
 

@@ -19,9 +19,10 @@ from collections.abc import Callable
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from torchgan_lite import losses, models
-from torchgan_lite.compiled import CompiledGANStep
-from torchgan_lite.step import GANStep
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.nets import mlp as models
+from torchgan_lite.training.compiled import CompiledGANStep
+from torchgan_lite.training.step import GANStep
 
 from .reference_loop import ReferenceLoop
 

@@ -2,7 +2,7 @@
 
 Every run trains the reference MLP networks on MNIST (batches of 128, 468 steps an epoch)
 with one :class:`torchgan_lite.recipes.RecipeSpec`, then scores the generator (and its EMA,
-where the recipe has one) with ``torchgan_lite.metrics.evaluate_mnist`` (n samples, noise
+where the recipe has one) with ``torchgan_lite.metrics.evaluator.evaluate_mnist`` (n samples, noise
 seed 0; docs/evaluation.md). The reference run also carries a passive half-life EMA and is
 scored with truncated noise, since neither changes training. One process, one thread
 (``torch.set_num_threads(1)``), runs one after another; each result is appended to
@@ -39,8 +39,11 @@ from pathlib import Path
 
 import torch
 
-from torchgan_lite import Event, GANTrainer, TensorLoader, data, models, regularizers, seed_everything
-from torchgan_lite.noise import truncated_noise
+from torchgan_lite import Event, GANTrainer, TensorLoader, seed_everything
+from torchgan_lite.data import mnist as data
+from torchgan_lite.nets import mlp as models
+from torchgan_lite.nets import spectral
+from torchgan_lite.nets.sampling import truncated_noise
 from torchgan_lite.recipes import SPECS, RecipeSpec, build_parts
 
 REF = SPECS["reference"]
@@ -123,7 +126,7 @@ def make_trainer(name: str, seed: int, batch_size: int = 128, device: str = "cpu
     seed_everything(seed)
     generator, discriminator = models.mlp_generator(), models.mlp_discriminator()
     if name.endswith("spectral-norm-torch"):  # build_parts then leaves the normalised layers as they are
-        regularizers.apply_spectral_norm(discriminator, method="parametrization")
+        spectral.apply_spectral_norm(discriminator, method="parametrization")
     parts = build_parts(spec_for(name), generator, discriminator, batch_size=batch_size)
     trainer = GANTrainer(generator, discriminator, parts.loss, g_optimizer=parts.g_optimizer,
                          d_optimizer=parts.d_optimizer, n_critic=parts.n_critic, regularizers=parts.regularizers,
@@ -134,7 +137,7 @@ def make_trainer(name: str, seed: int, batch_size: int = 128, device: str = "cpu
 
 
 def score(source, n: int, device: str = "cpu", seed: int = 0) -> dict[str, float]:
-    from torchgan_lite.metrics import evaluate_mnist
+    from torchgan_lite.metrics.evaluator import evaluate_mnist
 
     result = evaluate_mnist(source, n=n, device=device, seed=seed)
     return {k: round(float(v), 4) for k, v in result.items()}
@@ -153,8 +156,8 @@ def eval_epochs(args: argparse.Namespace) -> list[int]:
 
 def train_and_score(name: str, args: argparse.Namespace, images: torch.Tensor):
     """Train one config, yielding its result rows at each scored epoch (written as they come)."""
-    from torchgan_lite.ema import GeneratorEMA
-    from torchgan_lite.reporting import fixed_noise, save_grid
+    from torchgan_lite.callbacks.ema import GeneratorEMA
+    from torchgan_lite.callbacks.reporting import fixed_noise, save_grid
 
     trainer, callbacks = make_trainer(name, args.seed, device=args.device)
     observer = None
@@ -208,7 +211,7 @@ def attach_lr_decay(trainer: GANTrainer, start_step: int, end_step: int) -> None
 
 def attach_extra_emas(trainer: GANTrainer, spec: str | None) -> dict[str, object]:
     """Passive EMAs by half-life (images), started now from the run's EMA or generator: label -> GeneratorEMA."""
-    from torchgan_lite.ema import GeneratorEMA
+    from torchgan_lite.callbacks.ema import GeneratorEMA
 
     emas: dict[str, object] = {}
     for text in (spec or "").split(","):

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from torchgan_lite import layers
+from torchgan_lite.nets import layers
 
 from .harness import device_name, make_trainer
 from .reference_loop import ReferenceLoop

@@ -9,7 +9,7 @@ with the reason, so a line may be added before the option lands.
 ``plain`` is the tutorial's step on the library's ``nn.Linear``/``nn.Dropout`` models
 (:class:`benchmarks.plain_step.TutorialLiteralStep`, through ``step_class``); ``default``
 is ``GANTrainer(...)`` with the builders' defaults; ``compiled`` is ``compile=True``
-(:class:`torchgan_lite.compiled.CompiledGANStep`), whose first steps compile (the
+(:class:`torchgan_lite.training.compiled.CompiledGANStep`), whose first steps compile (the
 harness reports that time apart from the steady state).
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from torchgan_lite.fused import FusedDiscriminatorStep
+from torchgan_lite.training.fused import FusedDiscriminatorStep
 
 from .plain_step import TutorialLiteralStep
 
@@ -61,7 +61,7 @@ class Variant:
         end_to_end: Also run it in the end-to-end benchmark. The library's variants
             share one data path, so a single option that only changes the step is
             measured by the step benchmark and left out here to keep the run short.
-        onednn: Opt both networks into :func:`torchgan_lite.layers.use_onednn_linear` (the
+        onednn: Opt both networks into :func:`torchgan_lite.nets.layers.use_onednn_linear` (the
             private oneDNN operator) after building them.
         optimizer: ``"tutorial"``: both networks get :func:`benchmarks.plain_step.tutorial_adam`
             instead of the trainer's default fused Adam.
@@ -97,7 +97,8 @@ class Variant:
         if self.needs_bf16 and device == "cuda" and not torch.cuda.is_bf16_supported():
             return f"{torch.cuda.get_device_name()} has no bfloat16 support"
         if self.trainer_kwargs is not None:
-            from torchgan_lite import GANTrainer, models
+            from torchgan_lite import GANTrainer
+            from torchgan_lite.nets import mlp as models
 
             for what, fn, kwargs in (("GANTrainer", GANTrainer.__init__, self.trainer_kwargs),
                                      ("mlp_discriminator", models.mlp_discriminator, self.d_kwargs),

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sys
 
-from torchgan_lite import train
+from torchgan_lite.cli import train
 
 
 def main(argv: list[str] | None = None) -> int:

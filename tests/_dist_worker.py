@@ -33,7 +33,10 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from torchgan_lite import GANTrainer, TensorLoader, callbacks, losses, models, seed_everything
+from torchgan_lite import GANTrainer, TensorLoader, seed_everything
+from torchgan_lite.callbacks import checkpoint
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.nets import mlp as models
 
 __all__ = ["GLOBAL_BATCH", "LATENT", "MID_STEP", "N_ROWS", "SHAPE", "TOTAL_EPOCHS", "main", "scenario_dp",
            "scenario_single", "scenario_single_resume", "synthetic_images"]
@@ -150,7 +153,7 @@ def scenario_dp(out: Path, x: torch.Tensor) -> None:
     # Last of all: ModelCheckpoint writing to node-local folders (one per rank, as on nodes without a
     # shared disk). Rank 1's file never exists; every rank must still take part in the same saves.
     t5 = build(dropout=0.0, model_seed=0)
-    callbacks.ModelCheckpoint(out / f"node{r}" / "checkpoint.pt").attach(t5)
+    checkpoint.ModelCheckpoint(out / f"node{r}" / "checkpoint.pt").attach(t5)
     try:
         t5.fit(TensorLoader(x, batch_size=b), epochs=1)
         outcome = "finished"
@@ -174,8 +177,8 @@ class IdentityAugment(torch.nn.Module):
 
 def ada_run(batch_size: int) -> dict[str, Any]:
     """12 steps with AdaptiveAugment on an identity augment: the p after every step (dropout off)."""
-    from torchgan_lite.augment import AdaptiveAugment
-    from torchgan_lite.events import Event
+    from torchgan_lite.callbacks.ada import AdaptiveAugment
+    from torchgan_lite.training.events import Event
 
     aug = IdentityAugment()
     t = build(dropout=0.0, model_seed=0, augment=aug)

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from torchgan_lite import GANTrainer, data, losses, models, seed_everything
+from torchgan_lite import GANTrainer, seed_everything
+from torchgan_lite.data import mnist as data
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.nets import mlp as models
 
 REPO = Path(__file__).resolve().parent.parent
 _TRAIN_IMAGES = "train-images-idx3-ubyte"
@@ -22,7 +25,7 @@ def _has_mnist(folder: Path) -> bool:
 @functools.cache
 def find_mnist() -> tuple[Path | None, str]:
     """Real MNIST, found as the library finds it: ``$TORCHGAN_LITE_DATA``, else the user cache
-    folder (``torchgan_lite.data.default_cache_dir()``), downloading it there once if it can.
+    folder (``torchgan_lite.data.mnist.default_cache_dir()``), downloading it there once if it can.
 
     Returns:
         ``(folder, "")``, or ``(None, why)`` where no copy can be had (e.g. offline).

@@ -38,8 +38,10 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import torchgan_lite.checkpoint as checkpoint  # noqa: E402
-from torchgan_lite import Event, GANTrainer, TensorLoader, losses, models, seed_everything  # noqa: E402
+from torchgan_lite import Event, GANTrainer, TensorLoader, seed_everything  # noqa: E402
+from torchgan_lite.checkpoints import format as checkpoint  # noqa: E402
+from torchgan_lite.losses import adversarial as losses  # noqa: E402
+from torchgan_lite.nets import mlp as models  # noqa: E402
 
 __all__ = ["INTERCEPTED", "build_trainer", "main", "observed_rotation", "rotation_states", "save_step",
            "trainer_step"]

@@ -22,8 +22,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from torchgan_lite import Event, GANTrainer, TensorLoader, losses, models, seed_everything  # noqa: E402
-from torchgan_lite.fused import FusedDiscriminatorStep  # noqa: E402
+from torchgan_lite import Event, GANTrainer, TensorLoader, seed_everything  # noqa: E402
+from torchgan_lite.losses import adversarial as losses  # noqa: E402
+from torchgan_lite.losses import penalties  # noqa: E402
+from torchgan_lite.nets import mlp as models  # noqa: E402
+from torchgan_lite.training.fused import FusedDiscriminatorStep  # noqa: E402
 
 __all__ = ["KINDS", "WeightAverage", "build", "fit_recording", "single_thread", "snapshot", "tiny_data"]
 
@@ -102,11 +105,11 @@ def build(kind: str, data: torch.Tensor, device: str = "cpu") -> tuple[GANTraine
         d = models.mlp_discriminator(in_shape=(1, 8, 8), hidden=(64,), dropout=0.3, fast_layers=kind == "perf")
         seed_everything(0)
         if kind == "perf":
-            trainer = GANTrainer(g, d, losses.LeastSquaresLoss(), regularizers=[losses.R1Penalty(1.0)],
+            trainer = GANTrainer(g, d, losses.LeastSquaresLoss(), regularizers=[penalties.R1Penalty(1.0)],
                                  step_class=FusedDiscriminatorStep, device=device)
         elif kind == "wgan":
             trainer = GANTrainer(g, d, losses.WassersteinLoss(), n_critic=2,
-                                 regularizers=[losses.GradientPenalty()], device=device)
+                                 regularizers=[penalties.GradientPenalty()], device=device)
         else:
             seed_everything(0)
             trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), device=device)

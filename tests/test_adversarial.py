@@ -31,10 +31,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from torchgan_lite.callbacks import EpochLogger, ModelCheckpoint, ProgressBar
-from torchgan_lite.checkpoint import FORMAT, latest_checkpoint, load_checkpoint, save_checkpoint
-from torchgan_lite.reporting import HistoryCSV, LossPlot, SampleGrid, fixed_noise, save_grid, write_json
-from torchgan_lite.utils import resolve_device
+from torchgan_lite.callbacks.checkpoint import ModelCheckpoint
+from torchgan_lite.callbacks.progress import EpochLogger, ProgressBar
+from torchgan_lite.callbacks.reporting import HistoryCSV, LossPlot, SampleGrid, fixed_noise, save_grid, write_json
+from torchgan_lite.checkpoints.format import FORMAT, latest_checkpoint, load_checkpoint, save_checkpoint
+from torchgan_lite.utils.runtime import resolve_device
 
 from .crash_child import observed_rotation, rotation_states, save_step
 
@@ -414,7 +415,7 @@ def test_report_writers_check_their_inputs(tmp_path):
 
 
 def _writers(tmp_path: Path) -> dict[str, Any]:
-    from torchgan_lite.reporting import plot_losses, write_history_csv
+    from torchgan_lite.callbacks.reporting import plot_losses, write_history_csv
 
     history = [{"epoch": 1, "step": 4, "d_loss": 1.0, "g_loss": 2.0, "d_real": 0.1, "d_fake": -0.1, "seconds": 1.0,
                 "steps_per_s": 4.0}]

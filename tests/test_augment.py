@@ -8,9 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import tiny_models
-from torchgan_lite import Event, GANTrainer, TensorLoader, losses, seed_everything
-from torchgan_lite.augment import (
-    AdaptiveAugment,
+from torchgan_lite import Event, GANTrainer, TensorLoader, seed_everything
+from torchgan_lite.callbacks.ada import AdaptiveAugment
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.losses.augment import (
     DiffAugment,
     rand_brightness,
     rand_contrast,

@@ -27,7 +27,8 @@ from benchmarks.reference_loop import (
     reference_generator,
 )
 from benchmarks.variants import BASELINE, VARIANTS, Plan, Variant, plan_for, variant_by_name
-from torchgan_lite import Event, data
+from torchgan_lite import Event
+from torchgan_lite.data import mnist as data
 
 
 def _case(kind: str, device: str, batch: int, variant: str, steps_per_s: float, mem: int) -> dict:
@@ -289,7 +290,7 @@ def test_plain_variant_is_the_tutorials_step_on_library_models() -> None:
 
 def test_onednn_variant_opts_in_and_default_does_not() -> None:
     from benchmarks.harness import make_trainer
-    from torchgan_lite import layers
+    from torchgan_lite.nets import layers
 
     opted = make_trainer(variant_by_name("onednn"), "cpu")
     default = make_trainer(variant_by_name("default"), "cpu")

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from torchgan_lite import Event, TensorLoader
-from torchgan_lite.callbacks import EpochLogger, ModelCheckpoint, ProgressBar
-from torchgan_lite.checkpoint import latest_checkpoint, load_checkpoint
+from torchgan_lite.callbacks.checkpoint import ModelCheckpoint
+from torchgan_lite.callbacks.progress import EpochLogger, ProgressBar
+from torchgan_lite.checkpoints.format import latest_checkpoint, load_checkpoint
 
 
 def test_progress_bar_counts_every_step(tiny_trainer, tiny_data):

@@ -22,9 +22,11 @@ import numpy as np
 import pytest
 import torch
 
-import torchgan_lite.checkpoint as ckpt_mod
-from torchgan_lite import GANTrainer, losses, models
-from torchgan_lite.checkpoint import FORMAT, latest_checkpoint, load_checkpoint, save_checkpoint
+from torchgan_lite import GANTrainer
+from torchgan_lite.checkpoints import format as ckpt_mod
+from torchgan_lite.checkpoints.format import FORMAT, latest_checkpoint, load_checkpoint, save_checkpoint
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.nets import mlp as models
 
 from .resume_child import build, single_thread, tiny_data
 

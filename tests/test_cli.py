@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from torchgan_lite import conditional, train
-from torchgan_lite.checkpoint import load_checkpoint
+from torchgan_lite.checkpoints.format import load_checkpoint
+from torchgan_lite.cli import train
+from torchgan_lite.losses import penalties
+from torchgan_lite.nets import conditional
 
 from .conftest import REPO, tiny_models
 
@@ -97,7 +99,7 @@ def test_help_is_plain_text_with_metavars_and_defaults(defaults):
 
 
 def test_evaluate_help_is_plain_text(capsys):
-    from torchgan_lite import evaluate
+    from torchgan_lite.cli import evaluate
 
     with pytest.raises(SystemExit) as exit_:
         evaluate.main(["--help"])
@@ -115,10 +117,10 @@ def test_resume_command_uses_the_running_interpreter_and_replaces_resume():
 
 
 def test_make_loss_table():
-    from torchgan_lite import losses
+    from torchgan_lite.losses import adversarial as losses
 
     loss, regs, n_critic = train.make_loss("wgan-gp")
-    assert isinstance(loss, losses.WassersteinLoss) and isinstance(regs[0], losses.GradientPenalty) and n_critic == 5
+    assert isinstance(loss, losses.WassersteinLoss) and isinstance(regs[0], penalties.GradientPenalty) and n_critic == 5
     assert isinstance(train.make_loss("nonsaturating")[0], losses.NonSaturatingLoss)
 
 

@@ -12,9 +12,12 @@ import statistics
 import pytest
 import torch
 
-from torchgan_lite import GANTrainer, TensorLoader, losses, regularizers
-from torchgan_lite.compiled import CompiledGANStep
-from torchgan_lite.step import GANStep
+from torchgan_lite import GANTrainer, TensorLoader
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.losses import penalties
+from torchgan_lite.losses import penalties as regularizers
+from torchgan_lite.training.compiled import CompiledGANStep
+from torchgan_lite.training.step import GANStep
 
 from .conftest import tiny_models
 
@@ -80,7 +83,7 @@ def test_no_recompiles_across_steps_batches_and_epochs(data):
 def test_mask_dropout_draws_the_eager_masks_in_the_compiled_step(data, monkeypatch):
     # MaskDropout's mask is one opaque custom operator in the graph, drawn from torch's
     # generator in the eager order: with dropout on, the numbers are the eager step's.
-    from torchgan_lite import layers
+    from torchgan_lite.nets import layers
 
     monkeypatch.setattr(layers, "WORD_MASK_MIN_NUMEL", 0)  # the tiny layers take the word-mask path
     eager, compiled = _step(GANStep, dropout=0.3), _step(CompiledGANStep, dropout=0.3)
@@ -112,8 +115,8 @@ def test_dropout_on_gives_the_same_loss_statistics(data):
 
 
 def test_gradient_penalty_falls_back_to_an_eager_discriminator_update(data):
-    eager = _step(GANStep, regularizers=[losses.R1Penalty(1.0)])
-    compiled = _step(CompiledGANStep, regularizers=[losses.R1Penalty(1.0)])
+    eager = _step(GANStep, regularizers=[penalties.R1Penalty(1.0)])
+    compiled = _step(CompiledGANStep, regularizers=[penalties.R1Penalty(1.0)])
     assert "double backward" in compiled.eager_parts["discriminator update"]
     assert "R1Penalty" in compiled.eager_parts["discriminator update"]
     ref, got = _run(eager, data, 5), _run(compiled, data, 5)

@@ -11,14 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import REPO
-from torchgan_lite import GANTrainer, TensorLoader, losses, seed_everything
-from torchgan_lite.conditional import (
-    check_labels,
-    conditional_mlp_discriminator,
-    conditional_mlp_generator,
-    generator_class_accuracy,
-)
-from torchgan_lite.ema import GeneratorEMA
+from torchgan_lite import GANTrainer, TensorLoader, seed_everything
+from torchgan_lite.callbacks.ema import GeneratorEMA
+from torchgan_lite.checkpoints import export
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.losses import penalties
+from torchgan_lite.metrics.classes import generator_class_accuracy
+from torchgan_lite.nets.conditional import check_labels, conditional_mlp_discriminator, conditional_mlp_generator
 
 hidden_st = st.lists(st.integers(1, 16), min_size=1, max_size=3).map(tuple)
 shape_st = st.lists(st.integers(1, 5), min_size=1, max_size=3).map(tuple)
@@ -123,7 +122,7 @@ def _tiny_conditional_trainer(classes: int = 3) -> GANTrainer:
     g = conditional_mlp_generator(num_classes=classes, latent_dim=8, hidden=(32,), out_shape=(1, 4, 4))
     d = conditional_mlp_discriminator(num_classes=classes, in_shape=(1, 4, 4), hidden=(32,), dropout=0.0)
     seed_everything(0)
-    return GANTrainer(g, d, losses.NonSaturatingLoss(real_label=0.9), regularizers=[losses.R1Penalty(1.0)])
+    return GANTrainer(g, d, losses.NonSaturatingLoss(real_label=0.9), regularizers=[penalties.R1Penalty(1.0)])
 
 
 def _labelled_data(n: int = 96, classes: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,7 +191,7 @@ def test_conditional_example_short_run_on_real_mnist(tmp_path, mnist_dir):
 
 
 def test_sampling_cli_draws_the_digit_asked_for(tmp_path):
-    from torchgan_lite import sample
+    from torchgan_lite.cli import sample
 
     trainer = _tiny_conditional_trainer()
     GeneratorEMA(decay=0.5).attach(trainer)
@@ -205,7 +204,7 @@ def test_sampling_cli_draws_the_digit_asked_for(tmp_path):
     expected = trainer.sample(5, z=z, labels=torch.full((5,), 2))  # the EMA copy, as the CLI loads it
     torch.testing.assert_close(torch.load(out, weights_only=True), expected)
     assert sample.main([str(ckpt), "--digit", "3", "--tensor", str(out)]) == 2  # 3 classes: 0, 1, 2
-    loaded = sample.load_generator(ckpt)
+    loaded = export.load_generator(ckpt)
     assert loaded.num_classes == 3 and not loaded.training
 
 

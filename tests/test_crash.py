@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from torchgan_lite.checkpoint import latest_checkpoint, load_checkpoint
+from torchgan_lite.checkpoints.format import latest_checkpoint, load_checkpoint
 
 from .crash_child import build_trainer, observed_rotation, rotation_states, trainer_step
 from .resume_child import single_thread

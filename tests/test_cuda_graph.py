@@ -9,8 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torchgan_lite import Event, GANStep, GANTrainer, TensorLoader, losses, models, seed_everything
-from torchgan_lite.graphed import CudaGraphStep
+from torchgan_lite import Event, GANStep, GANTrainer, TensorLoader, seed_everything
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.losses import penalties
+from torchgan_lite.nets import mlp as models
+from torchgan_lite.training.graphed import CudaGraphStep
 
 from .conftest import tiny_models
 
@@ -82,7 +85,7 @@ def test_graphed_resume_continues_the_loader_position(tmp_path):
 @cuda
 def test_graph_falls_back_for_regularizers():
     with pytest.warns(UserWarning, match="double backward"):
-        t, _ = _run("cuda_graph", 4, 0.0, regs=[losses.R1Penalty()])
+        t, _ = _run("cuda_graph", 4, 0.0, regs=[penalties.R1Penalty()])
     assert type(t.gan_step) is GANStep and t.state.step == 4
 
 

@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torchgan_lite import TensorLoader, data
+from torchgan_lite import TensorLoader
+from torchgan_lite.data import mnist as data
 
 
 @settings(max_examples=40, deadline=None)

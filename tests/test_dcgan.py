@@ -8,9 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from torchgan_lite import GANTrainer, TensorLoader, losses, sample, seed_everything
-from torchgan_lite.dcgan import IMAGE_SIZES, dcgan_discriminator, dcgan_generator
-from torchgan_lite.ema import GeneratorEMA
+from torchgan_lite import GANTrainer, TensorLoader, seed_everything
+from torchgan_lite.callbacks.ema import GeneratorEMA
+from torchgan_lite.checkpoints import export
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.nets.dcgan import IMAGE_SIZES, dcgan_discriminator, dcgan_generator
 
 NORMS = ("batch", "spectral", None)
 
@@ -132,7 +134,7 @@ def test_a_few_training_steps_with_ema(norm, tmp_path):
     # The checkpoint rebuilds this generator (norm, classes, trained batch-norm statistics and all), EMA or live.
     z, labels = torch.randn(3, 8), torch.tensor([1, 0, 1])
     for use_ema in (True, False):
-        loaded = sample.load_generator(tmp_path / "c.pt", use_ema=use_ema)
+        loaded = export.load_generator(tmp_path / "c.pt", use_ema=use_ema)
         assert loaded.config == g.config
         with torch.no_grad():
             assert torch.equal(loaded(z, labels), trainer.sample(3, z=z, labels=labels, use_ema=use_ema))

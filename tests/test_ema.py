@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 from tests.conftest import tiny_models
-from torchgan_lite import GANTrainer, TensorLoader, dcgan, losses, seed_everything
-from torchgan_lite.ema import GeneratorEMA
+from torchgan_lite import GANTrainer, TensorLoader, seed_everything
+from torchgan_lite.callbacks.ema import GeneratorEMA
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.nets import dcgan
 
 
 def _params(module: nn.Module) -> list[torch.Tensor]:

@@ -24,9 +24,14 @@ import pytest
 import torch
 from PIL import Image
 
-from torchgan_lite import Event, GANTrainer, TensorLoader, losses, reporting, seed_everything, train
-from torchgan_lite import sample as sample_cli
-from torchgan_lite.checkpoint import load_checkpoint
+from torchgan_lite import Event, GANTrainer, TensorLoader, seed_everything
+from torchgan_lite.callbacks import reporting
+from torchgan_lite.checkpoints import export
+from torchgan_lite.checkpoints.format import load_checkpoint
+from torchgan_lite.cli import sample as sample_cli
+from torchgan_lite.cli import train
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.nets import sampling
 
 from .conftest import REPO, tiny_models
 
@@ -162,7 +167,7 @@ def test_plot_losses_draws_and_loss_plot_skips_without_matplotlib(tiny_trainer, 
     plot = reporting.LossPlot(tmp_path / "skipped.png")
     with caplog.at_level(logging.WARNING, logger="torchgan_lite"):
         assert plot.draw(tiny_trainer) is None and plot.draw(tiny_trainer) is None
-    notes = [r for r in caplog.records if r.name == "torchgan_lite.reporting" and "note:" in r.getMessage()]
+    notes = [r for r in caplog.records if r.name == "torchgan_lite.callbacks.reporting" and "note:" in r.getMessage()]
     assert len(notes) == 1 and "skipping skipped.png" in notes[0].getMessage()  # one note, not one per epoch
     assert not (tmp_path / "skipped.png").exists()
 
@@ -194,7 +199,7 @@ def test_reports_are_written_by_the_main_process_only(tiny_trainer, tiny_data, t
 def test_load_generator_rebuilds_the_saved_generator(tiny_trainer, tiny_data, tmp_path):
     _fit(tiny_trainer, tiny_data, epochs=1)
     tiny_trainer.save_checkpoint(tmp_path / "ckpt.pt")
-    g = sample_cli.load_generator(tmp_path / "ckpt.pt")
+    g = export.load_generator(tmp_path / "ckpt.pt")
     assert not g.training and g.latent_dim == tiny_trainer.latent_dim
     z = torch.randn(5, tiny_trainer.latent_dim)
     assert torch.equal(g(z), tiny_trainer.sample(5, z=z))
@@ -214,16 +219,16 @@ def test_load_generator_prefers_ema_weights(tiny_trainer, tmp_path):
     other = {k: torch.zeros_like(v) for k, v in tiny_trainer.generator.state_dict().items()}
     tiny_trainer.register_state("ema", FakeEMA(other))
     tiny_trainer.save_checkpoint(tmp_path / "ckpt.pt")
-    g = sample_cli.load_generator(tmp_path / "ckpt.pt")
+    g = export.load_generator(tmp_path / "ckpt.pt")
     assert all(torch.equal(p, torch.zeros_like(p)) for p in g.parameters())
 
 
 def test_load_generator_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        sample_cli.load_generator(tmp_path / "missing.pt")
+        export.load_generator(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"junk\.pt"):
-        sample_cli.load_generator(tmp_path / "junk.pt")
+        export.load_generator(tmp_path / "junk.pt")
 
     class Custom(torch.nn.Module):
         latent_dim = 8
@@ -238,7 +243,7 @@ def test_load_generator_errors_name_the_problem(tmp_path):
     _, d = tiny_models()
     GANTrainer(Custom(), d, losses.NonSaturatingLoss()).save_checkpoint(tmp_path / "custom.pt")
     with pytest.raises(ValueError, match="not made by a registered builder"):
-        sample_cli.load_generator(tmp_path / "custom.pt")
+        export.load_generator(tmp_path / "custom.pt")
 
 
 def test_sample_main_writes_a_grid_and_a_tensor(tiny_trainer, tmp_path, capsys):
@@ -250,7 +255,7 @@ def test_sample_main_writes_a_grid_and_a_tensor(tiny_trainer, tmp_path, capsys):
     assert samples.shape == (10, 1, 4, 4)
     assert samples.min() >= -1 and samples.max() <= 1
     assert _png_size(tmp_path / "g.png") == (8 * 6 + 2, 2 * 6 + 2)
-    again = sample_cli.sample_images(sample_cli.load_generator(tmp_path / "ckpt.pt"), 10, seed=1)
+    again = sampling.sample_images(export.load_generator(tmp_path / "ckpt.pt"), 10, seed=1)
     assert torch.equal(again, samples)  # --seed fixes the noise
     assert sample_cli.main([str(tmp_path / "missing.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -314,7 +319,7 @@ def test_example_writes_every_output(mnist_dir, smoke_run):
     assert "done: 2 of 3 epochs completed, step 25 (--max-steps 25 reached in epoch 3 of 3)" in proc.stdout
     # The grids come from the noise bank of --seed alone, so a resumed run draws the same bank:
     # the saved generator on fixed_noise(seed=0) redraws samples_final.png byte for byte.
-    g = sample_cli.load_generator(out / "checkpoint.pt")
+    g = export.load_generator(out / "checkpoint.pt")
     with torch.no_grad():
         again = g(reporting.fixed_noise(64, 100, seed=0))
     reporting.save_grid(again, out / "redrawn.png")

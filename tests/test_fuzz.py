@@ -20,8 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from torchgan_lite import GANStep, GANTrainer, NonFinitePolicy, TensorLoader, losses, models, seed_everything
-from torchgan_lite.fused import FusedDiscriminatorStep
+from torchgan_lite import GANStep, GANTrainer, NonFinitePolicy, TensorLoader, seed_everything
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.losses import penalties
+from torchgan_lite.nets import mlp as models
+from torchgan_lite.training.fused import FusedDiscriminatorStep
 
 from .resume_child import single_thread
 
@@ -108,9 +111,9 @@ LOSS_FIELDS: dict[type, dict[str, tuple[st.SearchStrategy, st.SearchStrategy]]] 
                                                                              BAD_FLOATS))},
     losses.LeastSquaresLoss: {name: (st.floats(-2, 2), BAD_FLOATS)
                               for name in ("fake_target", "real_target", "generator_target")},
-    losses.GradientPenalty: {"weight": (st.floats(0, 20), st.one_of(st.floats(-5, -0.01), BAD_FLOATS)),
+    penalties.GradientPenalty: {"weight": (st.floats(0, 20), st.one_of(st.floats(-5, -0.01), BAD_FLOATS)),
                              "target": (st.floats(-2, 2), BAD_FLOATS)},
-    losses.R1Penalty: {"gamma": (st.floats(0, 20), st.one_of(st.floats(-5, -0.01), BAD_FLOATS))},
+    penalties.R1Penalty: {"gamma": (st.floats(0, 20), st.one_of(st.floats(-5, -0.01), BAD_FLOATS))},
 }
 
 
@@ -124,7 +127,7 @@ def test_loss_arguments(data, cls):
         return
     obj = cls(**args)
     real, fake = torch.randn(6), torch.randn(6)
-    if cls in (losses.GradientPenalty, losses.R1Penalty):
+    if cls in (penalties.GradientPenalty, penalties.R1Penalty):
         d = models.mlp_discriminator(in_shape=(1, 2, 2), hidden=(4,), dropout=0.0)
         value = obj(d, torch.randn(6, 1, 2, 2), torch.randn(6, 1, 2, 2))
     else:
@@ -218,7 +221,7 @@ TRAINER_VALID: dict[str, st.SearchStrategy] = {
     "latent_dim": st.sampled_from([None, 16]),
     "device": st.sampled_from(["cpu", torch.device("cpu"), "auto"]),
     "n_critic": st.integers(1, 3),
-    "regularizers": st.sampled_from([(), [losses.GradientPenalty()], (losses.R1Penalty(1.0),)]),
+    "regularizers": st.sampled_from([(), [penalties.GradientPenalty()], (penalties.R1Penalty(1.0),)]),
     "amp": st.sampled_from([None, "bf16"]),
     "nonfinite": st.one_of(st.sampled_from(["auto", NonFinitePolicy(every=3), NonFinitePolicy(max_loss=1e6)]),
                            st.integers(0, 50)),
@@ -234,7 +237,7 @@ TRAINER_INVALID: dict[str, st.SearchStrategy] = {
     "latent_dim": st.one_of(st.integers(-3, 0), st.sampled_from([8, 2.5, "16", True])),
     "device": st.sampled_from(["gpu", "tpu", 3, None, "meta", "cuda:7", "cpu:x"]),
     "n_critic": st.one_of(st.integers(-2, 0), NOT_INTS),
-    "regularizers": st.sampled_from(["gp", [1], losses.GradientPenalty(), [None], [losses.GradientPenalty]]),
+    "regularizers": st.sampled_from(["gp", [1], penalties.GradientPenalty(), [None], [penalties.GradientPenalty]]),
     "amp": st.sampled_from(["fp16", "bfloat16", True, 1]),
     "nonfinite": st.one_of(st.integers(-3, -1), st.sampled_from([None, 1.5, "always", True])),
     "step_class": st.sampled_from(["GANStep", int, GANTrainer]),
@@ -302,7 +305,7 @@ def test_trainer_arguments(data):
 def test_gradient_penalty_under_bf16_autocast():
     """Found by the fuzz: the bf16 fake met the float32 real inside torch.lerp (fixed in losses.py)."""
     seed_everything(0)
-    trainer = GANTrainer(_g(), _d(), losses.WassersteinLoss(), regularizers=[losses.GradientPenalty()], amp="bf16")
+    trainer = GANTrainer(_g(), _d(), losses.WassersteinLoss(), regularizers=[penalties.GradientPenalty()], amp="bf16")
     result = trainer.train_step(torch.rand(4, 1, 4, 4) * 2 - 1)
     assert all(math.isfinite(v) for v in result.as_dict().values())
 

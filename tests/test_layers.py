@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from torchgan_lite import layers, models
+from torchgan_lite.nets import layers
+from torchgan_lite.nets import mlp as models
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # in the [dev] extra
 
-from torchgan_lite import Event, GANTrainer, TensorLoader, loggers, losses, reporting, seed_everything
+from torchgan_lite import Event, GANTrainer, TensorLoader, seed_everything
+from torchgan_lite.callbacks import loggers, reporting
+from torchgan_lite.losses import adversarial as losses
 
 from .conftest import tiny_models
 

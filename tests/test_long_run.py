@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from torchgan_lite import Event, GANTrainer, TensorLoader, callbacks, losses, models, seed_everything
+from torchgan_lite import Event, GANTrainer, TensorLoader, seed_everything
+from torchgan_lite.callbacks import checkpoint
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.nets import mlp as models
 
 from .resume_child import single_thread
 
@@ -49,7 +52,7 @@ def test_five_thousand_steps_in_constant_memory(tmp_path):
         trainer = GANTrainer(g, d, losses.NonSaturatingLoss())
         x = torch.rand(64, 1, 4, 4) * 2 - 1
         loader = TensorLoader(x, batch_size=8)  # 8 steps an epoch: 625 epochs, 625 history entries
-        callbacks.ModelCheckpoint(tmp_path / "c.pt", every=125, keep_last=2).attach(trainer)  # every 1,000 steps
+        checkpoint.ModelCheckpoint(tmp_path / "c.pt", every=125, keep_last=2).attach(trainer)  # every 1,000 steps
         reads: list[float] = []
         trainer.add_callback(Event.STEP_END, lambda t: reads.append(t.state.last.as_dict()["d_loss"])
                              if t.state.step % 1000 == 0 else None)

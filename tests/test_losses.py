@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torchgan_lite import losses
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.losses import penalties
 
 # Each loss with the logit range on which its objective is monotone (LSGAN pulls
 # real logits to 1 and fake ones to 0, so it is monotone only up to its targets).
@@ -95,7 +96,7 @@ def test_gradient_penalty_matches_direct_autograd():
     d = _critic()
     real, fake = torch.randn(6, 3, 4), torch.randn(6, 3, 4)
     torch.manual_seed(11)
-    penalty = losses.GradientPenalty(weight=10.0)(d, real, fake)
+    penalty = penalties.GradientPenalty(weight=10.0)(d, real, fake)
     torch.manual_seed(11)
     alpha = torch.rand(6, 1, 1)  # one coefficient per sample, drawn the same way
     x = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
@@ -110,7 +111,7 @@ def test_gradient_penalty_uses_one_coefficient_per_sample():
     # fake the interpolate is real itself whatever alpha is.
     d = _critic()
     real = torch.randn(5, 3, 4)
-    p1 = losses.GradientPenalty()(d, real, real.clone())
+    p1 = penalties.GradientPenalty()(d, real, real.clone())
     x = real.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(d(x).sum(), x)
     torch.testing.assert_close(p1, 10.0 * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean(), rtol=1e-5, atol=1e-6)
@@ -119,7 +120,7 @@ def test_gradient_penalty_uses_one_coefficient_per_sample():
 def test_r1_penalty_matches_direct_autograd_and_backpropagates():
     d = _critic()
     real = torch.randn(7, 3, 4)
-    penalty = losses.R1Penalty(gamma=4.0)(d, real, torch.zeros_like(real))
+    penalty = penalties.R1Penalty(gamma=4.0)(d, real, torch.zeros_like(real))
     x = real.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(d(x).sum(), x)
     torch.testing.assert_close(penalty, 2.0 * grad.flatten(1).pow(2).sum(1).mean(), rtol=1e-5, atol=1e-6)
@@ -128,8 +129,8 @@ def test_r1_penalty_matches_direct_autograd_and_backpropagates():
     assert first.grad is not None and torch.isfinite(first.grad).all() and first.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize(("cls", "kw"), [(losses.GradientPenalty, {"weight": -1.0}),
-                                         (losses.R1Penalty, {"gamma": float("inf")})])
+@pytest.mark.parametrize(("cls", "kw"), [(penalties.GradientPenalty, {"weight": -1.0}),
+                                         (penalties.R1Penalty, {"gamma": float("inf")})])
 def test_penalties_reject_bad_weights(cls, kw):
     with pytest.raises(ValueError, match=next(iter(kw))):
         cls(**kw)

@@ -11,17 +11,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torchgan_lite.metrics import (
-    SingularCovarianceWarning,
-    class_coverage,
-    classifier_score,
-    feature_statistics,
-    frechet_distance,
-    kernel_distance,
-    knn_radii,
-    precision_recall,
-)
-from torchgan_lite.metrics.kid import mmd2_unbiased
+from torchgan_lite.metrics.frechet import SingularCovarianceWarning, feature_statistics, frechet_distance
+from torchgan_lite.metrics.kid import kernel_distance, mmd2_unbiased
+from torchgan_lite.metrics.precision_recall import knn_radii, precision_recall
+from torchgan_lite.metrics.scores import class_coverage, classifier_score
 
 floats = st.floats(min_value=-5, max_value=5, allow_nan=False)
 positive = st.floats(min_value=0.01, max_value=10, allow_nan=False)

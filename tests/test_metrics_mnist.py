@@ -11,18 +11,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from torchgan_lite import GANTrainer, TensorLoader, data, evaluate, losses, models, seed_everything
-from torchgan_lite.metrics import (
-    CLASSIFIER_SHA256,
-    METRIC_NAMES,
-    MetricsCallback,
-    MNISTEvaluator,
-    evaluate_mnist,
-    load_classifier,
-)
+from torchgan_lite import GANTrainer, TensorLoader, seed_everything
+from torchgan_lite.callbacks.metrics import MetricsCallback
+from torchgan_lite.cli import evaluate
+from torchgan_lite.data import mnist as data
+from torchgan_lite.losses import adversarial as losses
 from torchgan_lite.metrics import evaluator as evaluator_module
-from torchgan_lite.metrics.classifier import CLASSIFIER_PATH, file_sha256
+from torchgan_lite.metrics.classifier import CLASSIFIER_PATH, CLASSIFIER_SHA256, file_sha256, load_classifier
+from torchgan_lite.metrics.evaluator import METRIC_NAMES, MNISTEvaluator, evaluate_mnist
 from torchgan_lite.metrics.train_classifier import MIN_ACCURACY, accuracy
+from torchgan_lite.nets import mlp as models
 
 from .conftest import mnist_root
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torchgan_lite import Event, GANTrainer, TensorLoader, data, losses, models, seed_everything
+from torchgan_lite import Event, GANTrainer, TensorLoader, seed_everything
+from torchgan_lite.data import mnist as data
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.nets import mlp as models
 
 
 @pytest.mark.mnist

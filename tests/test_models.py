@@ -10,7 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torchgan_lite import layers, models, registry
+from torchgan_lite.nets import layers, registry
+from torchgan_lite.nets import mlp as models
 
 hidden_st = st.lists(st.integers(1, 24), min_size=0, max_size=3).map(tuple)
 shape_st = st.lists(st.integers(1, 6), min_size=1, max_size=3).map(tuple)

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torchgan_lite.noise import truncated_noise
+from torchgan_lite.nets.sampling import truncated_noise
 
 
 @settings(max_examples=20, deadline=None)

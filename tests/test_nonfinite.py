@@ -15,18 +15,11 @@ import math
 import pytest
 import torch
 
-from torchgan_lite import (
-    Event,
-    GANTrainer,
-    NonFiniteLossError,
-    NonFinitePolicy,
-    TensorLoader,
-    callbacks,
-    losses,
-    models,
-    seed_everything,
-)
-from torchgan_lite.checkpoint import load_checkpoint
+from torchgan_lite import Event, GANTrainer, NonFiniteLossError, NonFinitePolicy, TensorLoader, seed_everything
+from torchgan_lite.callbacks import checkpoint
+from torchgan_lite.checkpoints.format import load_checkpoint
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.nets import mlp as models
 
 from .resume_child import single_thread, tiny_data
 
@@ -92,7 +85,7 @@ def _record_before_each_step(trainer: GANTrainer) -> dict[int, list[torch.Tensor
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_bad_discriminator_loss_stops_before_any_update_and_keeps_the_checkpoint(value, tmp_path):
     trainer = _trainer(PoisonedLoss({8}, "discriminator", value))
-    callbacks.ModelCheckpoint(tmp_path / "c.pt", every=1).attach(trainer)  # saved at step 5 (end of epoch 1)
+    checkpoint.ModelCheckpoint(tmp_path / "c.pt", every=1).attach(trainer)  # saved at step 5 (end of epoch 1)
     before = _record_before_each_step(trainer)
     with pytest.raises(NonFiniteLossError) as info:
         trainer.fit(TensorLoader(tiny_data(), batch_size=8), epochs=3)
@@ -226,7 +219,7 @@ def _all_finite(ckpt: dict) -> bool:
 def test_a_huge_learning_rate_stops_before_any_checkpoint_holds_broken_numbers(tmp_path):
     """lr=1e6 (issue #15): Adam's squared gradients overflow long before a loss is NaN. The gradient-norm
     guard stops the update that would overflow them, so every checkpoint left loads, is finite, and trains on."""
-    from torchgan_lite.callbacks import ModelCheckpoint
+    from torchgan_lite.callbacks.checkpoint import ModelCheckpoint
 
     def build(lr: float) -> GANTrainer:
         torch.manual_seed(0)

@@ -9,11 +9,14 @@ import torch
 from torch import nn
 
 from tests.conftest import tiny_models
-from torchgan_lite import GANTrainer, TensorLoader, losses, seed_everything
-from torchgan_lite.augment import AdaptiveAugment, DiffAugment
-from torchgan_lite.ema import GeneratorEMA
+from torchgan_lite import GANTrainer, TensorLoader, seed_everything
+from torchgan_lite.callbacks.ada import AdaptiveAugment
+from torchgan_lite.callbacks.ema import GeneratorEMA
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.losses import penalties
+from torchgan_lite.losses.augment import DiffAugment
+from torchgan_lite.losses.penalties import LazyRegularizer, LeCamRegularizer
 from torchgan_lite.recipes import LOSSES, RECIPES, SPECS, RecipeSpec, build_parts
-from torchgan_lite.regularizers import LazyRegularizer, LeCamRegularizer
 
 
 def _fit(trainer: GANTrainer, data: torch.Tensor, steps: int = 6) -> None:
@@ -56,7 +59,7 @@ def test_improved_r1_is_improved_plus_lazy_r1_with_corrected_adam():
     g, d = tiny_models()
     parts = build_parts("improved-r1", g, d)
     (lazy,) = parts.regularizers
-    assert isinstance(lazy, LazyRegularizer) and lazy.every == 16 and lazy.reg == losses.R1Penalty(10.0)
+    assert isinstance(lazy, LazyRegularizer) and lazy.every == 16 and lazy.reg == penalties.R1Penalty(10.0)
     c = 16 / 17
     group = parts.d_optimizer.param_groups[0]
     assert group["lr"] == pytest.approx(2e-4 * c) and group["betas"] == pytest.approx((0.5**c, 0.999**c))
@@ -70,7 +73,7 @@ def test_every_loss_builds_with_its_critic_steps(loss):
     g, d = tiny_models()
     parts = build_parts("reference", g, d, loss=loss)
     assert parts.n_critic == (5 if loss == "wgan-gp" else 1)
-    assert [type(r) for r in parts.regularizers] == ([losses.GradientPenalty] if loss == "wgan-gp" else [])
+    assert [type(r) for r in parts.regularizers] == ([penalties.GradientPenalty] if loss == "wgan-gp" else [])
     assert build_parts("reference", g, d, loss=loss, n_critic=2, lr=1e-3).n_critic == 2
 
 
@@ -85,7 +88,7 @@ def test_every_recipe_option_builds_its_part():
     assert parts.d_optimizer.param_groups[0]["lr"] == pytest.approx(4e-4 * c)
     assert parts.d_optimizer.param_groups[0]["betas"] == pytest.approx((0.9**c, 0.999**c))
     lazy, lecam = parts.regularizers
-    assert isinstance(lazy, LazyRegularizer) and lazy.every == 16 and lazy.reg == losses.R1Penalty(10.0)
+    assert isinstance(lazy, LazyRegularizer) and lazy.every == 16 and lazy.reg == penalties.R1Penalty(10.0)
     assert isinstance(lecam, LeCamRegularizer) and lecam.weight == 0.3
     assert isinstance(parts.augment, DiffAugment) and parts.augment.p == 0.0  # ADA starts at 0
     ada, ema = parts.callbacks

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 from tests.conftest import tiny_models
-from torchgan_lite import layers, losses
-from torchgan_lite.regularizers import LazyRegularizer, LeCamRegularizer, apply_spectral_norm, lazy_adam_hparams
-from torchgan_lite.spectral import spectral_norm_output
+from torchgan_lite.losses import penalties
+from torchgan_lite.losses.penalties import LazyRegularizer, LeCamRegularizer, lazy_adam_hparams
+from torchgan_lite.nets import layers
+from torchgan_lite.nets.spectral import apply_spectral_norm, spectral_norm_output
 
 # ---------------------------------------------------------------- LeCam
 
@@ -116,9 +117,9 @@ def test_lazy_r1_is_every_times_r1_on_due_calls_and_its_zero_matches_the_input()
     _, d = tiny_models()
     real = torch.randn(4, 1, 4, 4, dtype=torch.float64)
     d = d.double()
-    lazy = LazyRegularizer(losses.R1Penalty(10.0), every=4)
+    lazy = LazyRegularizer(penalties.R1Penalty(10.0), every=4)
     first = lazy(d, real, real)
-    torch.testing.assert_close(first, 4 * losses.R1Penalty(10.0)(d, real, real))
+    torch.testing.assert_close(first, 4 * penalties.R1Penalty(10.0)(d, real, real))
     zero = lazy(d, real, real)
     assert zero.item() == 0.0 and zero.dtype == torch.float64 and zero.shape == ()
 
@@ -126,7 +127,7 @@ def test_lazy_r1_is_every_times_r1_on_due_calls_and_its_zero_matches_the_input()
 def test_lazy_passes_uses_logits_through_and_saves_counter_and_inner_state():
     lazy = LazyRegularizer(LeCamRegularizer(1.0), every=3)
     assert lazy.uses_logits is True
-    assert LazyRegularizer(losses.R1Penalty(), every=3).uses_logits is False
+    assert LazyRegularizer(penalties.R1Penalty(), every=3).uses_logits is False
     r, f = torch.tensor([1.0, 2.0]), torch.tensor([0.0, -1.0])
     for _ in range(4):
         lazy(r, f)
@@ -139,7 +140,7 @@ def test_lazy_passes_uses_logits_through_and_saves_counter_and_inner_state():
     with pytest.raises(ValueError, match="calls"):
         other.load_state_dict({"every": 3})
     with pytest.raises(ValueError, match="every"):
-        LazyRegularizer(losses.R1Penalty(), every=0)
+        LazyRegularizer(penalties.R1Penalty(), every=0)
     with pytest.raises(TypeError, match="reg"):
         LazyRegularizer(3.0)
 

@@ -21,8 +21,10 @@ import numpy as np
 import pytest
 import torch
 
-from torchgan_lite import Event, TensorLoader, callbacks, data
-from torchgan_lite.checkpoint import load_checkpoint
+from torchgan_lite import Event, TensorLoader
+from torchgan_lite.callbacks import checkpoint
+from torchgan_lite.checkpoints.format import load_checkpoint
+from torchgan_lite.data import mnist as data
 
 from .resume_child import build, fit_recording, single_thread, snapshot, tiny_data
 
@@ -70,7 +72,7 @@ def _reference(kind: str, x: torch.Tensor, epochs: int, max_steps: int | None,
                ckpt_path: Path | None = None, device: str = "cpu") -> dict[str, Any]:
     trainer, loader, ema = build(kind, x, device)
     if ckpt_path is not None:
-        callbacks.ModelCheckpoint(ckpt_path, every=1, keep_last=2).attach(trainer)
+        checkpoint.ModelCheckpoint(ckpt_path, every=1, keep_last=2).attach(trainer)
     record: list[torch.Tensor] = []
     fit_recording(trainer, loader, epochs, max_steps, record)
     return snapshot(trainer, ema, record)
@@ -130,7 +132,7 @@ def test_resume_in_a_new_process_is_bitwise_exact(resumed, name):
 
 def test_checkpoint_rotation_holds_the_epochs_in_order(tmp_path):
     trainer, loader, _ = build("tiny", tiny_data())
-    callbacks.ModelCheckpoint(tmp_path / "c.pt", every=1, keep_last=2).attach(trainer)
+    checkpoint.ModelCheckpoint(tmp_path / "c.pt", every=1, keep_last=2).attach(trainer)
     trainer.fit(loader, epochs=4)
     epochs = [load_checkpoint(tmp_path / name)["trainer"]["epoch"] for name in ("c.pt", "c.pt.1", "c.pt.2")]
     assert epochs == [4, 3, 2]
@@ -226,7 +228,7 @@ class _InterruptAt:
     """The recipe's loss, raising KeyboardInterrupt (Ctrl-C) in the generator loss of one step."""
 
     def __init__(self, trainer_box: list, step: int) -> None:
-        from torchgan_lite import losses
+        from torchgan_lite.losses import adversarial as losses
 
         self.inner, self.box, self.step = losses.NonSaturatingLoss(), trainer_box, step
 
@@ -241,7 +243,9 @@ class _InterruptAt:
 
 def test_ctrl_c_inside_a_step_does_not_leave_a_half_step_checkpoint(tmp_path):
     """A raw KeyboardInterrupt after step 4's D update: no checkpoint of that half step is written."""
-    from torchgan_lite import GANTrainer, TensorLoader, losses, models, seed_everything
+    from torchgan_lite import GANTrainer, TensorLoader, seed_everything
+    from torchgan_lite.losses import adversarial as losses
+    from torchgan_lite.nets import mlp as models
 
     def make(loss_factory):
         seed_everything(0)
@@ -256,7 +260,7 @@ def test_ctrl_c_inside_a_step_does_not_leave_a_half_step_checkpoint(tmp_path):
     ref, loader = make(lambda box: losses.NonSaturatingLoss())
     ref.fit(loader, epochs=3, max_steps=6)
     first, loader = make(lambda box: _InterruptAt(box, 4))
-    callbacks.ModelCheckpoint(tmp_path / "c.pt", every=1).attach(first)
+    checkpoint.ModelCheckpoint(tmp_path / "c.pt", every=1).attach(first)
     with pytest.raises(KeyboardInterrupt):
         first.fit(loader, epochs=3, max_steps=6)
     assert first.in_step and not (tmp_path / "c.pt").exists()

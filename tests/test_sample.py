@@ -1,4 +1,4 @@
-"""sample.load_generator: every library generator rebuilt from a checkpoint, new (config) and old (weights) layouts.
+"""export.load_generator: every library generator rebuilt from a checkpoint, new (config) and old (weights) layouts.
 
 The checkpoints are written here with ``checkpoint.save_checkpoint`` in the layouts of
 docs/architecture.md, so these tests do not depend on the trainer: format 2 holds
@@ -17,8 +17,10 @@ import pytest
 import torch
 from torch import nn
 
-from torchgan_lite import evaluate, registry, sample
-from torchgan_lite.checkpoint import save_checkpoint
+from torchgan_lite.checkpoints import export
+from torchgan_lite.checkpoints.format import save_checkpoint
+from torchgan_lite.cli import evaluate, sample
+from torchgan_lite.nets import registry, sampling
 
 FORMAT_1 = "torchgan_lite.checkpoint/1"
 
@@ -77,7 +79,7 @@ def _write(path: Path, g: nn.Module, *, models: bool = True, ema: dict[str, torc
 def test_format_2_rebuilds_the_same_generator_from_its_config(name, kwargs, tmp_path):
     g = _build(name, kwargs)
     path = _write(tmp_path / "c.pt", g, trainer=False)  # the config alone suffices
-    loaded = sample.load_generator(path)
+    loaded = export.load_generator(path)
     assert not loaded.training
     assert loaded.config == g.config
     assert torch.equal(_outputs(loaded), _outputs(g))
@@ -87,7 +89,7 @@ def test_format_2_rebuilds_the_same_generator_from_its_config(name, kwargs, tmp_
 def test_format_1_rebuilds_the_same_generator_from_its_weights(name, kwargs, tmp_path):
     g = _build(name, kwargs)
     path = _write(tmp_path / "c.pt", g, models=False)
-    loaded = sample.load_generator(path)
+    loaded = export.load_generator(path)
     # The weights give back every argument but fast_layers (same state either way), so the config is the same
     # up to that one.
     fast = {"fast_layers": loaded.config["kwargs"].get("fast_layers")} if "fast_layers" in kwargs else {}
@@ -102,28 +104,28 @@ def test_ema_weights_are_preferred_unless_use_ema_is_false(models, tmp_path):
     g = _build(name, kwargs)
     average = _build(name, kwargs, seed=5)
     path = _write(tmp_path / "c.pt", g, models=models, ema=average.state_dict())
-    assert torch.equal(_outputs(sample.load_generator(path)), _outputs(average))
-    assert torch.equal(_outputs(sample.load_generator(path, use_ema=False)), _outputs(g))
+    assert torch.equal(_outputs(export.load_generator(path)), _outputs(average))
+    assert torch.equal(_outputs(export.load_generator(path, use_ema=False)), _outputs(g))
     ckpt = torch.load(path, weights_only=True)
-    assert sample.generator_state(ckpt)[1] == "ema"
-    assert sample.generator_state(ckpt, use_ema=False)[1] == "generator"
+    assert export.generator_state(ckpt)[1] == "ema"
+    assert export.generator_state(ckpt, use_ema=False)[1] == "generator"
 
 
 def test_legacy_config_reads_hidden_widths_norm_and_classes_off_the_weights():
     g = _build("dcgan_generator", {"latent_dim": 5, "image_size": 32, "channels": 3, "base_width": 4,
                                    "norm": "spectral", "num_classes": 2, "embed_dim": 7})
     ckpt = {"generator": g.state_dict(), "trainer": _trainer_info(g)}
-    config = sample.legacy_generator_config(ckpt)
+    config = export.legacy_generator_config(ckpt)
     assert config == {"builder": "dcgan_generator", "kwargs": {"latent_dim": 5, "image_size": 32, "channels": 3,
                                                                "base_width": 4, "norm": "spectral",
                                                                "num_classes": 2, "embed_dim": 7}}
     wrong = {**ckpt, "trainer": {**ckpt["trainer"], "sample_shape": [3, 30, 30]}}
     with pytest.raises(ValueError, match=r"sample_shape is \(3, 30, 30\)"):
-        sample.legacy_generator_config(wrong)
+        export.legacy_generator_config(wrong)
     m = _build("mlp_generator", {"latent_dim": 6, "hidden": [8], "out_shape": [1, 4, 4]})
     bad = {"generator": m.state_dict(), "trainer": {**_trainer_info(m), "latent_dim": 7}}
     with pytest.raises(ValueError, match="latent_dim=7"):
-        sample.legacy_generator_config(bad)
+        export.legacy_generator_config(bad)
 
 
 def test_errors_name_the_checkpoint_and_what_is_wrong(tmp_path):
@@ -132,31 +134,31 @@ def test_errors_name_the_checkpoint_and_what_is_wrong(tmp_path):
     path = save_checkpoint({"generator": g.state_dict(), "models": {"generator": None, "discriminator": None}},
                            tmp_path / "custom.pt")
     with pytest.raises(ValueError, match=r"custom\.pt.*not made by a registered builder.*load ckpt\['generator'\]"):
-        sample.load_generator(path)
+        export.load_generator(path)
     # A config naming a builder nobody registered (its module not imported).
     path = save_checkpoint({"generator": g.state_dict(), "models": {
         "generator": {"builder": "my_stylegan", "kwargs": {}}, "discriminator": None}}, tmp_path / "unknown.pt")
     with pytest.raises(ValueError, match=r"unknown\.pt.*'my_stylegan', which is not registered"):
-        sample.load_generator(path)
+        export.load_generator(path)
     # Weights that do not fit the config.
     config = registry.module_config(g)
     config["kwargs"]["hidden"] = [8, 13]
     path = save_checkpoint({"generator": g.state_dict(), "models": {"generator": config, "discriminator": None}},
                            tmp_path / "mismatch.pt")
     with pytest.raises(ValueError, match=r"mismatch\.pt: the generator weights do not fit the mlp_generator"):
-        sample.load_generator(path)
+        export.load_generator(path)
     # A format-1 file of a custom generator: its weights are none of the library's.
     custom = nn.Sequential(nn.Conv2d(1, 2, 3))
     path = save_checkpoint({"format": FORMAT_1, "generator": custom.state_dict(),
                             "trainer": {"latent_dim": 8, "sample_shape": [1, 4, 4]}}, tmp_path / "old.pt")
     with pytest.raises(ValueError, match=r"old\.pt: the generator is not an mlp_generator"):
-        sample.load_generator(path)
+        export.load_generator(path)
     # A format-1 file without the trainer's shapes.
     path = save_checkpoint({"format": FORMAT_1, "generator": g.state_dict()}, tmp_path / "bare.pt")
     with pytest.raises(ValueError, match=r"bare\.pt: no 'models' entry.*latent_dim and sample_shape"):
-        sample.load_generator(path)
+        export.load_generator(path)
     with pytest.raises(TypeError, match="use_ema"):
-        sample.load_generator(_write(tmp_path / "ok.pt", g), use_ema="yes")
+        export.load_generator(_write(tmp_path / "ok.pt", g), use_ema="yes")
 
 
 def test_sample_cli_draws_from_the_ema_or_the_trained_weights(tmp_path, capsys):
@@ -165,9 +167,9 @@ def test_sample_cli_draws_from_the_ema_or_the_trained_weights(tmp_path, capsys):
     path = _write(tmp_path / "c.pt", g, ema=average.state_dict())
     out = tmp_path / "s.pt"
     assert sample.main([str(path), "--n", "5", "--tensor", str(out), "--seed", "2"]) == 0
-    assert torch.equal(torch.load(out, weights_only=True), sample.sample_images(average.eval(), 5, seed=2))
+    assert torch.equal(torch.load(out, weights_only=True), sampling.sample_images(average.eval(), 5, seed=2))
     assert sample.main([str(path), "--n", "5", "--tensor", str(out), "--seed", "2", "--no-ema"]) == 0
-    assert torch.equal(torch.load(out, weights_only=True), sample.sample_images(g.eval(), 5, seed=2))
+    assert torch.equal(torch.load(out, weights_only=True), sampling.sample_images(g.eval(), 5, seed=2))
     assert sample.main([str(path), "--digit", "1", "--tensor", str(out)]) == 2
     assert "unconditional" in capsys.readouterr().err
 

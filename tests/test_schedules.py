@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from tests.conftest import tiny_models
-from torchgan_lite import GANTrainer, TensorLoader, losses, seed_everything
-from torchgan_lite.schedules import LRSchedule, ttur
+from torchgan_lite import GANTrainer, TensorLoader, seed_everything
+from torchgan_lite.callbacks.schedules import LRSchedule, ttur
+from torchgan_lite.losses import adversarial as losses
 
 
 def _trainer() -> GANTrainer:

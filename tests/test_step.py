@@ -13,17 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-from torchgan_lite import (
-    Event,
-    GANStep,
-    GANTrainer,
-    TensorLoader,
-    TrainingInterrupted,
-    losses,
-    seed_everything,
-)
-from torchgan_lite.callbacks import ModelCheckpoint
-from torchgan_lite.checkpoint import load_checkpoint
+from torchgan_lite import Event, GANStep, GANTrainer, TensorLoader, TrainingInterrupted, seed_everything
+from torchgan_lite.callbacks.checkpoint import ModelCheckpoint
+from torchgan_lite.checkpoints.format import load_checkpoint
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.losses import penalties
 
 from .conftest import tiny_models
 
@@ -248,4 +242,4 @@ def test_classes_passed_for_instances_are_named():
     with pytest.raises(TypeError, match="loss must be an instance, got the class NonSaturatingLoss"):
         GANTrainer(g, d, losses.NonSaturatingLoss)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"regularizers\[0\] must be an instance, got the class GradientPenalty"):
-        GANTrainer(g, d, losses.NonSaturatingLoss(), regularizers=[losses.GradientPenalty])  # type: ignore[list-item]
+        GANTrainer(g, d, losses.NonSaturatingLoss(), regularizers=[penalties.GradientPenalty])  # type: ignore[list-item]

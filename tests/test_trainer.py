@@ -7,8 +7,11 @@ import warnings
 import pytest
 import torch
 
-from torchgan_lite import Event, GANTrainer, TensorLoader, losses, models, seed_everything
-from torchgan_lite.fused import FusedDiscriminatorStep
+from torchgan_lite import Event, GANTrainer, TensorLoader, seed_everything
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.losses import penalties
+from torchgan_lite.nets import mlp as models
+from torchgan_lite.training.fused import FusedDiscriminatorStep
 
 from .conftest import tiny_models
 
@@ -58,7 +61,7 @@ def test_discriminator_update_leaves_generator_alone(tiny_trainer, tiny_data):
 def test_n_critic_runs_that_many_discriminator_steps(tiny_data):
     g, d = tiny_models()
     seed_everything(0)
-    t = GANTrainer(g, d, losses.WassersteinLoss(), n_critic=3, regularizers=[losses.GradientPenalty()])
+    t = GANTrainer(g, d, losses.WassersteinLoss(), n_critic=3, regularizers=[penalties.GradientPenalty()])
     t.train_step(tiny_data[:16])
     assert t.d_optimizer.state[next(iter(d.parameters()))]["step"] == 3
     assert t.g_optimizer.state[next(iter(g.parameters()))]["step"] == 1

@@ -1,70 +1,347 @@
 """torchgan_lite: small, fast, reusable GAN components for PyTorch.
 
-- :mod:`torchgan_lite.models`: generator/discriminator builders (plain functions).
-- :mod:`torchgan_lite.layers`: ``MaskDropout`` (nn.Dropout, faster on a CPU), and an opt-in oneDNN ``Linear``.
-- :mod:`torchgan_lite.losses`: loss objects that only compute values, and regularizers.
-- :class:`GANStep`: one training step (n_critic D updates, one G update), a plain object.
-- :class:`GANTrainer`: the loop around a step, with :class:`Event` hooks and checkpoints.
-- :mod:`torchgan_lite.data`: MNIST as one device-resident tensor, and :class:`TensorLoader`.
+The package is a tree of parts; imports run one way, top to bottom (``docs/architecture.md``):
+
+- :mod:`torchgan_lite.utils`: argument checks, devices and seeds, process groups.
+- :mod:`torchgan_lite.nets`: generator/discriminator builders, layers, spectral norm, the registry.
+- :mod:`torchgan_lite.losses`: value-only losses, penalties and regularizers, augmentation.
+- :mod:`torchgan_lite.data`: device-resident data and :class:`TensorLoader`.
+- :mod:`torchgan_lite.checkpoints`: the checkpoint file format and rebuilding generators.
+- :mod:`torchgan_lite.metrics`: FD, KID, precision/recall, the offline evaluator.
+- :mod:`torchgan_lite.training`: :class:`GANStep` and its variants, :class:`GANTrainer`, events.
+- :mod:`torchgan_lite.callbacks`: progress, checkpoints, grids, loggers, EMA, schedules, ADA, metrics.
+- :mod:`torchgan_lite.recipes`: named training recipes (losses, stabilisers) built from parts.
+- :mod:`torchgan_lite.cli`: the command-line tools.
+
+Every public name is importable from here (``from torchgan_lite import GANTrainer, mlp_generator``);
+this is the only module that re-exports.
 """
 
-from . import (
-    augment,
-    callbacks,
-    conditional,
-    data,
-    dcgan,
-    ema,
-    layers,
-    losses,
-    models,
-    noise,
-    recipes,
-    registry,
-    regularizers,
-    reporting,
-    schedules,
-    spectral,
+from torchgan_lite.callbacks.ada import AdaptiveAugment
+from torchgan_lite.callbacks.checkpoint import ModelCheckpoint
+from torchgan_lite.callbacks.ema import GeneratorEMA
+from torchgan_lite.callbacks.loggers import (
+    LOGGER_NAME,
+    JSONLHistory,
+    TensorBoardLogger,
+    get_logger,
 )
-from .data import TensorLoader
-from .events import Event, RemovableHandle
-from .guard import NonFinitePolicy
-from .state import EpochStats, NonFiniteLossError, StepResult, TrainerState, TrainingInterrupted
-from .step import GANStep
-from .trainer import GANTrainer
-from .utils import resolve_device, seed_everything
-
-__version__ = "0.1.0"
+from torchgan_lite.callbacks.metrics import MetricsCallback
+from torchgan_lite.callbacks.progress import EpochLogger, ProgressBar
+from torchgan_lite.callbacks.reporting import (
+    HISTORY_COLUMNS,
+    HistoryCSV,
+    LossPlot,
+    SampleGrid,
+    fixed_noise,
+    plot_losses,
+    run_info,
+    save_grid,
+    write_history_csv,
+    write_json,
+)
+from torchgan_lite.callbacks.schedules import LRSchedule, ttur
+from torchgan_lite.checkpoints.export import generator_from_checkpoint, load_generator
+from torchgan_lite.checkpoints.format import (
+    FORMAT,
+    check_keep_last,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from torchgan_lite.data.mnist import (
+    DATA_ENV_VAR,
+    default_cache_dir,
+    mnist,
+    mnist_with_labels,
+    resolve_data_root,
+)
+from torchgan_lite.data.tensor_loader import TensorLoader
+from torchgan_lite.losses.adversarial import (
+    GANLoss,
+    HingeLoss,
+    LeastSquaresLoss,
+    MinimaxLoss,
+    NonSaturatingLoss,
+    WassersteinLoss,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+    least_squares_discriminator_loss,
+    least_squares_generator_loss,
+    minimax_generator_loss,
+    nonsaturating_discriminator_loss,
+    nonsaturating_generator_loss,
+    wasserstein_discriminator_loss,
+    wasserstein_generator_loss,
+)
+from torchgan_lite.losses.augment import (
+    POLICIES,
+    DiffAugment,
+    rand_brightness,
+    rand_contrast,
+    rand_cutout,
+    rand_saturation,
+    rand_translation,
+)
+from torchgan_lite.losses.penalties import (
+    GradientPenalty,
+    LazyRegularizer,
+    LeCamRegularizer,
+    R1Penalty,
+    Regularizer,
+    lazy_adam_hparams,
+)
+from torchgan_lite.metrics.classes import class_accuracy, generator_class_accuracy
+from torchgan_lite.metrics.classifier import (
+    CLASSIFIER_PATH,
+    CLASSIFIER_SHA256,
+    FEATURE_DIM,
+    NUM_CLASSES,
+    MNISTClassifier,
+    extract,
+    file_sha256,
+    load_classifier,
+)
+from torchgan_lite.metrics.evaluator import (
+    CACHE_ENV_VAR,
+    METRIC_NAMES,
+    MNISTEvaluator,
+    cache_dir,
+    evaluate_mnist,
+)
+from torchgan_lite.metrics.frechet import SingularCovarianceWarning, feature_statistics, frechet_distance
+from torchgan_lite.metrics.kid import kernel_distance, mmd2_unbiased
+from torchgan_lite.metrics.precision_recall import knn_radii, precision_recall
+from torchgan_lite.metrics.scores import (
+    ClassCoverage,
+    class_coverage,
+    class_histogram,
+    classifier_score,
+)
+from torchgan_lite.nets.conditional import (
+    ConditionalMLPDiscriminator,
+    ConditionalMLPGenerator,
+    conditional_mlp_discriminator,
+    conditional_mlp_generator,
+    digit_grid_labels,
+)
+from torchgan_lite.nets.dcgan import (
+    IMAGE_SIZES,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    Norm,
+    dcgan_discriminator,
+    dcgan_generator,
+)
+from torchgan_lite.nets.layers import (
+    Linear,
+    MaskDropout,
+    layer_types,
+    onednn_linear_available,
+    use_onednn_linear,
+)
+from torchgan_lite.nets.mlp import (
+    MLPDiscriminator,
+    MLPGenerator,
+    mlp_discriminator,
+    mlp_generator,
+)
+from torchgan_lite.nets.registry import (
+    Config,
+    build,
+    builders,
+    module_config,
+    register_builder,
+)
+from torchgan_lite.nets.sampling import sample_images, truncated_noise
+from torchgan_lite.nets.spectral import OutputSpectralNorm, apply_spectral_norm, spectral_norm_output
+from torchgan_lite.training.compiled import CompiledGANStep
+from torchgan_lite.training.events import (
+    Event,
+    EventHandlers,
+    Handler,
+    RemovableHandle,
+)
+from torchgan_lite.training.factory import build_step, default_adam
+from torchgan_lite.training.fused import FusedDiscriminatorStep
+from torchgan_lite.training.graphed import WARMUP_STEPS, CudaGraphStep, capture_unsupported_reason
+from torchgan_lite.training.guard import (
+    DeferredGuard,
+    Guard,
+    HostGuard,
+    NoGuard,
+    NonFinitePolicy,
+    OnBad,
+    SkipStep,
+)
+from torchgan_lite.training.state import (
+    EpochStats,
+    NonFiniteLossError,
+    StepResult,
+    TrainerState,
+    TrainingInterrupted,
+)
+from torchgan_lite.training.step import (
+    DUpdate,
+    GANStep,
+    GradientSync,
+    NoSync,
+    optimizer_config,
+)
+from torchgan_lite.training.trainer import GANTrainer
+from torchgan_lite.utils.runtime import resolve_device, seed_everything
+from torchgan_lite.utils.version import __version__
 
 __all__ = [
+    "CACHE_ENV_VAR",
+    "CLASSIFIER_PATH",
+    "CLASSIFIER_SHA256",
+    "DATA_ENV_VAR",
+    "FEATURE_DIM",
+    "FORMAT",
+    "HISTORY_COLUMNS",
+    "IMAGE_SIZES",
+    "LOGGER_NAME",
+    "METRIC_NAMES",
+    "NUM_CLASSES",
+    "POLICIES",
+    "WARMUP_STEPS",
+    "AdaptiveAugment",
+    "ClassCoverage",
+    "CompiledGANStep",
+    "ConditionalMLPDiscriminator",
+    "ConditionalMLPGenerator",
+    "Config",
+    "CudaGraphStep",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "DUpdate",
+    "DeferredGuard",
+    "DiffAugment",
+    "EpochLogger",
     "EpochStats",
     "Event",
+    "EventHandlers",
+    "FusedDiscriminatorStep",
+    "GANLoss",
     "GANStep",
     "GANTrainer",
+    "GeneratorEMA",
+    "GradientPenalty",
+    "GradientSync",
+    "Guard",
+    "Handler",
+    "HingeLoss",
+    "HistoryCSV",
+    "HostGuard",
+    "JSONLHistory",
+    "LRSchedule",
+    "LazyRegularizer",
+    "LeCamRegularizer",
+    "LeastSquaresLoss",
+    "Linear",
+    "LossPlot",
+    "MLPDiscriminator",
+    "MLPGenerator",
+    "MNISTClassifier",
+    "MNISTEvaluator",
+    "MaskDropout",
+    "MetricsCallback",
+    "MinimaxLoss",
+    "ModelCheckpoint",
+    "NoGuard",
+    "NoSync",
     "NonFiniteLossError",
     "NonFinitePolicy",
+    "NonSaturatingLoss",
+    "Norm",
+    "OnBad",
+    "OutputSpectralNorm",
+    "ProgressBar",
+    "R1Penalty",
+    "Regularizer",
     "RemovableHandle",
+    "SampleGrid",
+    "SingularCovarianceWarning",
+    "SkipStep",
     "StepResult",
+    "TensorBoardLogger",
     "TensorLoader",
     "TrainerState",
     "TrainingInterrupted",
+    "WassersteinLoss",
     "__version__",
-    "augment",
-    "callbacks",
-    "conditional",
-    "data",
-    "dcgan",
-    "ema",
-    "layers",
-    "losses",
-    "models",
-    "noise",
-    "recipes",
-    "registry",
-    "regularizers",
-    "reporting",
+    "apply_spectral_norm",
+    "build",
+    "build_step",
+    "builders",
+    "cache_dir",
+    "capture_unsupported_reason",
+    "check_keep_last",
+    "class_accuracy",
+    "class_coverage",
+    "class_histogram",
+    "classifier_score",
+    "conditional_mlp_discriminator",
+    "conditional_mlp_generator",
+    "dcgan_discriminator",
+    "dcgan_generator",
+    "default_adam",
+    "default_cache_dir",
+    "digit_grid_labels",
+    "evaluate_mnist",
+    "extract",
+    "feature_statistics",
+    "file_sha256",
+    "fixed_noise",
+    "frechet_distance",
+    "generator_class_accuracy",
+    "generator_from_checkpoint",
+    "get_logger",
+    "hinge_discriminator_loss",
+    "hinge_generator_loss",
+    "kernel_distance",
+    "knn_radii",
+    "latest_checkpoint",
+    "layer_types",
+    "lazy_adam_hparams",
+    "least_squares_discriminator_loss",
+    "least_squares_generator_loss",
+    "load_checkpoint",
+    "load_classifier",
+    "load_generator",
+    "minimax_generator_loss",
+    "mlp_discriminator",
+    "mlp_generator",
+    "mmd2_unbiased",
+    "mnist",
+    "mnist_with_labels",
+    "module_config",
+    "nonsaturating_discriminator_loss",
+    "nonsaturating_generator_loss",
+    "onednn_linear_available",
+    "optimizer_config",
+    "plot_losses",
+    "precision_recall",
+    "rand_brightness",
+    "rand_contrast",
+    "rand_cutout",
+    "rand_saturation",
+    "rand_translation",
+    "register_builder",
+    "resolve_data_root",
     "resolve_device",
-    "schedules",
+    "run_info",
+    "sample_images",
+    "save_checkpoint",
+    "save_grid",
     "seed_everything",
-    "spectral",
+    "spectral_norm_output",
+    "truncated_noise",
+    "ttur",
+    "use_onednn_linear",
+    "wasserstein_discriminator_loss",
+    "wasserstein_generator_loss",
+    "write_history_csv",
+    "write_json",
 ]

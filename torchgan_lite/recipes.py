@@ -25,11 +25,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import losses
-from .augment import AdaptiveAugment, DiffAugment
-from .ema import GeneratorEMA
-from .regularizers import LazyRegularizer, LeCamRegularizer, apply_spectral_norm, lazy_adam_hparams
-from .utils import check_int
+from torchgan_lite.callbacks.ada import AdaptiveAugment
+from torchgan_lite.callbacks.ema import GeneratorEMA
+from torchgan_lite.losses import adversarial as losses
+from torchgan_lite.losses import penalties
+from torchgan_lite.losses.augment import DiffAugment
+from torchgan_lite.losses.penalties import LazyRegularizer, LeCamRegularizer, lazy_adam_hparams
+from torchgan_lite.nets.spectral import apply_spectral_norm
+from torchgan_lite.utils.checks import check_int
 
 __all__ = ["LOSSES", "RECIPES", "SPECS", "RecipeSpec", "TrainingParts", "build_parts", "make_loss"]
 
@@ -48,7 +51,7 @@ class RecipeSpec:
         real_label: The non-saturating loss's real target (0.9: one-sided label smoothing).
         g_lr, d_lr: Learning rates; None: the ``lr`` given to :func:`build_parts` (default 2e-4).
             Different values are the two-time-scale update rule (TTUR: G 1e-4, D 4e-4).
-        ema_decay, ema_warmup: A generator EMA by decay (:class:`~torchgan_lite.ema.GeneratorEMA`); None: none.
+        ema_decay, ema_warmup: A generator EMA by decay (:class:`~torchgan_lite.GeneratorEMA`); None: none.
         ema_half_life_images, ema_rampup: A generator EMA by half-life in images
             (:meth:`GeneratorEMA.from_half_life`, StyleGAN2-ADA's ema_kimg/ema_rampup); None: none.
         augment_policy: DiffAugment's policy; None: no augmentation.
@@ -131,7 +134,7 @@ def make_loss(name: str, real_label: float = 1.0) -> tuple[losses.GANLoss, list[
     if name not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")
     if name == "wgan-gp":
-        return losses.WassersteinLoss(), [losses.GradientPenalty(weight=10.0)], 5
+        return losses.WassersteinLoss(), [penalties.GradientPenalty(weight=10.0)], 5
     table: dict[str, Callable[[], losses.GANLoss]] = {
         "nonsaturating": lambda: losses.NonSaturatingLoss(real_label=real_label),
         "minimax": losses.MinimaxLoss, "lsgan": losses.LeastSquaresLoss, "hinge": losses.HingeLoss}
@@ -161,7 +164,7 @@ def build_parts(recipe: str | RecipeSpec, generator: nn.Module, discriminator: n
 
     Returns:
         The parts; the callbacks are not attached yet. A recipe with spectral norm changes
-        ``discriminator`` in place (:func:`~torchgan_lite.regularizers.apply_spectral_norm`).
+        ``discriminator`` in place (:func:`~torchgan_lite.nets.spectral.apply_spectral_norm`).
     """
     if isinstance(recipe, RecipeSpec):
         spec = recipe
@@ -186,8 +189,8 @@ def build_parts(recipe: str | RecipeSpec, generator: nn.Module, discriminator: n
         apply_spectral_norm(discriminator)
     d_lr, d_betas = spec.d_lr or lr, spec.betas
     if spec.r1_gamma > 0:
-        regularizers.append(LazyRegularizer(losses.R1Penalty(spec.r1_gamma), every=spec.r1_every)
-                            if spec.r1_every > 1 else losses.R1Penalty(spec.r1_gamma))
+        regularizers.append(LazyRegularizer(penalties.R1Penalty(spec.r1_gamma), every=spec.r1_every)
+                            if spec.r1_every > 1 else penalties.R1Penalty(spec.r1_gamma))
         if spec.r1_every > 1:
             d_lr, d_betas = lazy_adam_hparams(d_lr, d_betas, spec.r1_every)
     if spec.lecam_weight > 0:

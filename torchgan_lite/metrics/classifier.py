@@ -29,7 +29,7 @@ __all__ = [
     "MNISTClassifier",
     "extract",
     "file_sha256",
-    "load_classifier",
+    "load_classifier"
 ]
 
 FEATURE_DIM = 128

@@ -28,14 +28,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..atomic import atomic_open
-from ..data import mnist_with_labels
-from ..utils import check_int, resolve_device
-from .classifier import CLASSIFIER_SHA256, extract, load_classifier
-from .frechet import feature_statistics, frechet_distance
-from .kid import kernel_distance
-from .precision_recall import knn_radii, precision_recall
-from .scores import class_coverage, class_histogram, classifier_score
+from torchgan_lite.checkpoints.atomic import atomic_open
+from torchgan_lite.data.mnist import mnist_with_labels
+from torchgan_lite.metrics.classifier import CLASSIFIER_SHA256, extract, load_classifier
+from torchgan_lite.metrics.frechet import feature_statistics, frechet_distance
+from torchgan_lite.metrics.kid import kernel_distance
+from torchgan_lite.metrics.precision_recall import knn_radii, precision_recall
+from torchgan_lite.metrics.scores import class_coverage, class_histogram, classifier_score
+from torchgan_lite.utils.checks import check_int
+from torchgan_lite.utils.runtime import resolve_device
 
 __all__ = ["CACHE_ENV_VAR", "METRIC_NAMES", "MNISTEvaluator", "cache_dir", "evaluate_mnist"]
 

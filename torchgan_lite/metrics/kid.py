@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from ..utils import check_int
-from .frechet import as_float64
+from torchgan_lite.metrics.frechet import as_float64
+from torchgan_lite.utils.checks import check_int
 
 __all__ = ["kernel_distance", "mmd2_unbiased"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .frechet import as_float64
+from torchgan_lite.metrics.frechet import as_float64
 
 __all__ = ["knn_radii", "precision_recall"]
 

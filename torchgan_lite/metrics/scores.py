@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .frechet import as_float64
+from torchgan_lite.metrics.frechet import as_float64
 
 __all__ = ["ClassCoverage", "class_coverage", "class_histogram", "classifier_score"]
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..data import mnist_with_labels
-from .classifier import MNISTClassifier
+from torchgan_lite.data.mnist import mnist_with_labels
+from torchgan_lite.metrics.classifier import MNISTClassifier
 
 __all__ = ["MIN_ACCURACY", "TrainConfig", "accuracy", "main", "random_shift", "train"]
 

@@ -1,0 +1,237 @@
+"""DCGAN builders: convolutional generator and discriminator for 28x28, 32x32 and 64x64 images.
+
+After Radford et al. 2016 ("Unsupervised Representation Learning with Deep
+Convolutional GANs") and the PyTorch DCGAN tutorial: strided transposed
+convolutions up, strided convolutions down, no pooling, ReLU in G and
+LeakyReLU(0.2) in D, Tanh output, weights drawn from N(0, 0.02).
+
+Layout (``w = base_width``), generator:
+
+- 28x28 (MNIST): ``z -> ConvT(k7) 2w@7x7 -> ConvT(k4,s2) w@14x14 -> ConvT(k4,s2) C@28x28``
+- 32x32: ``z -> ConvT(k4) 4w@4x4 -> 2w@8x8 -> w@16x16 -> C@32x32``
+- 64x64: ``z -> ConvT(k4) 8w@4x4 -> 4w@8x8 -> 2w@16x16 -> w@32x32 -> C@64x64``
+
+and the discriminator mirrors it (``Conv(k4,s2)`` down to 7x7 or 4x4, then one
+``Linear`` to the logit, ``(B,)``). ``norm`` picks the normaliser of the hidden
+layers: ``"batch"`` (BatchNorm2d; the paper's choice; not on D's first layer),
+``"spectral"`` (spectral normalisation of every weight, Miyato et al. 2018; the
+usual choice with R1 or hinge losses) or ``None``.
+
+With ``num_classes`` both become class-conditional, like
+:mod:`torchgan_lite.conditional`: the generator concatenates a label embedding to
+the noise, the discriminator adds a projection term ``<embed(y), h>`` on its
+flattened features; they then take ``(z, y)`` / ``(x, y)`` with int64 labels ``(B,)``.
+
+Both builders are registered (:mod:`torchgan_lite.registry`): the modules record how
+they were built in ``module.config``, which checkpoints save.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from torchgan_lite.nets.conditional import check_labels
+from torchgan_lite.nets.mlp import _check_slope
+from torchgan_lite.nets.registry import register_builder
+from torchgan_lite.utils.checks import check_int
+
+__all__ = ["IMAGE_SIZES", "DCGANDiscriminator", "DCGANGenerator", "Norm", "dcgan_discriminator", "dcgan_generator"]
+
+Norm = Literal["batch", "spectral"] | None
+#: Supported image sizes, and the spatial size the networks start from / end at.
+IMAGE_SIZES: dict[int, int] = {28: 7, 32: 4, 64: 4}
+_NORMS = ("batch", "spectral", None)
+
+
+def _check_common(image_size: object, channels: object, base_width: object, norm: object) -> None:
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size not in IMAGE_SIZES:
+        raise ValueError(f"image_size must be one of {sorted(IMAGE_SIZES)}, got {image_size!r}")
+    check_int("channels", channels)
+    check_int("base_width", base_width)
+    if norm not in _NORMS:
+        raise ValueError(f"norm must be 'batch', 'spectral' or None, got {norm!r}")
+
+
+def _num_up(image_size: int) -> int:
+    """Stride-2 stages between the start size and the image size (28: 7->14->28, 2)."""
+    start, n = IMAGE_SIZES[image_size], 0
+    while start << n < image_size:
+        n += 1
+    return n
+
+
+def _init_weights(module: nn.Module) -> None:
+    """The DCGAN initialisation: conv/linear weights ~ N(0, 0.02), batch-norm scale ~ N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def _apply_spectral_norm(module: nn.Module) -> None:
+    """Spectral-normalise the weight of every conv, linear and embedding layer (after initialisation)."""
+    for m in list(module.modules()):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+            spectral_norm(m)
+
+
+def _check_label_argument(who: str, conditional_call: str, plain_call: str, num_classes: int | None,
+                          y: object, batch: int) -> None:
+    """A conditional network takes int64 labels ``(B,)``; an unconditional one takes none."""
+    if num_classes is not None:
+        if y is None:
+            raise TypeError(f"this {who} is conditional (num_classes={num_classes}): call it as {conditional_call}")
+        check_labels(y, batch, num_classes, "y")
+    elif y is not None:
+        raise TypeError(f"this {who} is not conditional (num_classes=None): call it as {plain_call}")
+
+
+class DCGANGenerator(nn.Module):
+    """Noise ``(B, latent_dim)`` (and labels ``(B,)`` if conditional) -> images ``(B, C, S, S)`` in [-1, 1]."""
+
+    def __init__(self, latent_dim: int, image_size: int, channels: int, base_width: int, norm: Norm,
+                 num_classes: int | None, embed_dim: int) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.num_classes = num_classes
+        self.out_shape = (channels, image_size, image_size)
+        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes is not None else None
+        n_up = _num_up(image_size)
+        widths = [base_width * 2 ** (n_up - 1 - i) for i in range(n_up)]  # e.g. 28: [2w, w]
+        bias = norm != "batch"  # a bias before batch norm is cancelled by its mean
+        in_dim = latent_dim + (embed_dim if num_classes is not None else 0)
+        layers: list[nn.Module] = [nn.ConvTranspose2d(in_dim, widths[0], IMAGE_SIZES[image_size], 1, 0, bias=bias)]
+        if norm == "batch":
+            layers.append(nn.BatchNorm2d(widths[0]))
+        layers.append(nn.ReLU())
+        for w_in, w_out in itertools.pairwise(widths):
+            layers.append(nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=bias))
+            if norm == "batch":
+                layers.append(nn.BatchNorm2d(w_out))
+            layers.append(nn.ReLU())
+        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        _init_weights(self)
+        if norm == "spectral":
+            _apply_spectral_norm(self)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if not torch.jit.is_scripting():  # the input checks are Python's; TorchScript compiles the rest
+            if z.dim() != 2 or z.shape[1] != self.latent_dim:
+                raise ValueError(f"z must have shape (B, {self.latent_dim}), got {tuple(z.shape)}")
+            _check_label_argument("generator", "G(z, y)", "G(z)", self.num_classes, y, z.shape[0])
+        if self.embed is not None and y is not None:
+            z = torch.cat([z, self.embed(y).to(z.dtype)], dim=1)  # (B, latent_dim + embed_dim)
+        return self.net(z[:, :, None, None])  # (B, C, S, S)
+
+
+class DCGANDiscriminator(nn.Module):
+    """Images ``(B, C, S, S)`` (and labels ``(B,)`` if conditional) -> logits ``(B,)``."""
+
+    def __init__(self, image_size: int, channels: int, base_width: int, norm: Norm, negative_slope: float,
+                 num_classes: int | None) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.in_shape = (channels, image_size, image_size)
+        n_down = _num_up(image_size)
+        widths = [base_width * 2**i for i in range(n_down)]  # e.g. 28: [w, 2w]
+        layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(negative_slope)]
+        for w_in, w_out in itertools.pairwise(widths):
+            layers.append(nn.Conv2d(w_in, w_out, 4, 2, 1, bias=norm != "batch"))
+            if norm == "batch":
+                layers.append(nn.BatchNorm2d(w_out))
+            layers.append(nn.LeakyReLU(negative_slope))
+        self.trunk = nn.Sequential(*layers)
+        features = widths[-1] * IMAGE_SIZES[image_size] ** 2
+        self.head = nn.Linear(features, 1)
+        self.embed = nn.Embedding(num_classes, features) if num_classes is not None else None
+        _init_weights(self)
+        if self.embed is not None:
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
+        if norm == "spectral":
+            _apply_spectral_norm(self)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if not torch.jit.is_scripting():  # the input checks are Python's; TorchScript compiles the rest
+            if tuple(x.shape[1:]) != self.in_shape or x.dim() != 4:
+                raise ValueError(f"x must have shape (B, {', '.join(map(str, self.in_shape))}), "
+                                 f"got {tuple(x.shape)}")
+            _check_label_argument("discriminator", "D(x, y)", "D(x)", self.num_classes, y, x.shape[0])
+        h = self.trunk(x).flatten(1)  # (B, F)
+        logit = self.head(h).squeeze(1)  # (B,)
+        if self.embed is not None and y is not None:
+            logit = logit + (self.embed(y).to(h.dtype) * h).sum(dim=1)  # projection term, (B,)
+        return logit
+
+
+@register_builder("dcgan_generator")
+def dcgan_generator(
+    latent_dim: int = 100,
+    image_size: int = 28,
+    channels: int = 1,
+    base_width: int = 64,
+    norm: Norm = "batch",
+    num_classes: int | None = None,
+    embed_dim: int | None = None,
+) -> DCGANGenerator:
+    """A DCGAN generator for ``image_size`` x ``image_size`` images.
+
+    Args:
+        latent_dim: Size of the noise vector.
+        image_size: 28, 32 or 64.
+        channels: Image channels (1 for MNIST, 3 for colour).
+        base_width: Channels of the last hidden layer; earlier layers double it.
+        norm: ``"batch"``, ``"spectral"`` or None (see the module docstring).
+        num_classes: None: unconditional, ``G(z)``. An int: class-conditional, ``G(z, y)``.
+        embed_dim: Conditional only: size of the label embedding; None: ``num_classes``.
+
+    Returns:
+        A module mapping ``(B, latent_dim)`` to ``(B, channels, image_size, image_size)`` in
+        [-1, 1]; it carries ``latent_dim``, ``num_classes`` and ``out_shape``.
+    """
+    _check_common(image_size, channels, base_width, norm)
+    latent_dim = check_int("latent_dim", latent_dim)
+    if num_classes is not None:
+        num_classes = check_int("num_classes", num_classes)
+    elif embed_dim is not None:
+        raise ValueError(f"embed_dim={embed_dim} needs num_classes (a conditional generator)")
+    embed = (num_classes or 0) if embed_dim is None else check_int("embed_dim", embed_dim)
+    return DCGANGenerator(latent_dim, image_size, channels, base_width, norm, num_classes, embed)
+
+
+@register_builder("dcgan_discriminator")
+def dcgan_discriminator(
+    image_size: int = 28,
+    channels: int = 1,
+    base_width: int = 64,
+    norm: Norm = "batch",
+    negative_slope: float = 0.2,
+    num_classes: int | None = None,
+) -> DCGANDiscriminator:
+    """A DCGAN discriminator for ``image_size`` x ``image_size`` images.
+
+    Args:
+        image_size: 28, 32 or 64.
+        channels: Image channels.
+        base_width: Channels of the first layer; later layers double it.
+        norm: ``"batch"``, ``"spectral"`` or None (see the module docstring).
+        negative_slope: LeakyReLU slope.
+        num_classes: None: unconditional, ``D(x)``. An int: projection discriminator, ``D(x, y)``.
+
+    Returns:
+        A module mapping ``(B, channels, image_size, image_size)`` to logits ``(B,)``;
+        it carries ``num_classes`` and ``in_shape``.
+    """
+    _check_common(image_size, channels, base_width, norm)
+    if num_classes is not None:
+        num_classes = check_int("num_classes", num_classes)
+    return DCGANDiscriminator(image_size, channels, base_width, norm, _check_slope(negative_slope), num_classes)

@@ -1,0 +1,264 @@
+"""The trainer's checks at its boundary: arguments, the networks' shapes, every batch.
+
+Each function raises ``TypeError``/``ValueError`` naming the argument, the value and
+what was expected, before anything is trained or changed.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from torchgan_lite.utils.checks import check_int
+
+if TYPE_CHECKING:
+    from torchgan_lite.training.trainer import GANTrainer
+
+__all__ = [
+    "check_batch", "check_fit_data", "check_labels", "check_optimizer", "check_registrable",
+    "check_sample_request", "check_trainer_arguments", "local_rank_device", "probe"
+]
+
+
+def local_rank_device(device: torch.device | str) -> torch.device | str:
+    """Under torchrun with several processes, ``"cuda"``/``"auto"`` mean this process's GPU, ``cuda:LOCAL_RANK``."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is None or int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not torch.cuda.is_available():
+        return device
+    if device in ("cuda", "auto") or (isinstance(device, torch.device) and device.type == "cuda"
+                                      and device.index is None):
+        torch.cuda.set_device(int(local_rank))
+        return torch.device("cuda", int(local_rank))
+    return device
+
+
+def check_optimizer(name: str, opt: object, module: nn.Module, module_name: str) -> None:
+    """``opt`` must be a torch optimizer over ``module``'s parameters only (swapped optimizers are caught)."""
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise TypeError(f"{name} must be a torch.optim.Optimizer, got {type(opt).__name__}")
+    owned = {id(p) for p in module.parameters()}
+    foreign = [p for g in opt.param_groups for p in g["params"] if id(p) not in owned]
+    if foreign:
+        raise ValueError(f"{name} updates {len(foreign)} tensor(s) that are not parameters of the "
+                         f"{module_name}: build it from {module_name}.parameters()")
+
+
+def probe(generator: nn.Module, discriminator: nn.Module, loss: object, regularizers: Sequence[object],
+          latent_dim: int, num_classes: int | None, device: torch.device, dtype: torch.dtype) -> tuple[int, ...]:
+    """One tiny forward pass through G then D (eval mode, restored after) to check that the parts fit.
+
+    Also checks that the loss gives scalars, and warns about a discriminator that ends in a
+    sigmoid (the losses take logits). Returns the sample shape.
+    """
+    g, d = generator, discriminator
+    g_mode, d_mode = g.training, d.training
+    g.eval()
+    d.eval()
+    try:
+        z = torch.zeros(2, latent_dim, device=device, dtype=dtype)  # (2, latent_dim)
+        y = None if num_classes is None else torch.zeros(2, dtype=torch.int64, device=device)
+        with torch.no_grad():
+            try:
+                fake = g(z) if y is None else g(z, y)
+            except Exception as err:
+                raise ValueError(f"latent_dim={latent_dim}: the generator rejected noise of shape "
+                                 f"(2, {latent_dim}): {type(err).__name__}: {err}") from err
+            if not isinstance(fake, torch.Tensor) or fake.dim() < 2 or fake.shape[0] != 2:
+                raise ValueError(f"generator must return a (B, ...) tensor for noise (2, {latent_dim}), "
+                                 f"got {getattr(fake, 'shape', type(fake).__name__)}")
+            try:
+                logits = d(fake) if y is None else d(fake, y)
+            except Exception as err:
+                raise ValueError(f"the discriminator rejected the generator's output of shape "
+                                 f"{tuple(fake.shape)}: {type(err).__name__}: {err}") from err
+            if not isinstance(logits, torch.Tensor) or tuple(logits.shape) not in ((2,), (2, 1)):
+                raise ValueError("discriminator must return one logit per sample, shape (B,) or (B, 1); for "
+                                 f"a batch of 2 it returned {getattr(logits, 'shape', type(logits).__name__)}")
+            logits = logits.reshape(2).float()
+            try:  # a loss may depend on state that exists only once training runs: then this check waits
+                values: tuple[tuple[str, Any], ...] = (("discriminator_loss(real_logits, fake_logits)",
+                           loss.discriminator_loss(logits, logits)),  # type: ignore[attr-defined]
+                          ("generator_loss(fake_logits)", loss.generator_loss(logits)))  # type: ignore[attr-defined]
+            except Exception:
+                values = ()
+            for what, value in values:
+                if not isinstance(value, torch.Tensor) or value.dim() != 0:
+                    shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                    raise ValueError(f"loss.{what} must return a scalar (0-d) tensor, got {shape}: reduce it, "
+                                     "e.g. with .mean()")
+    finally:
+        g.train(g_mode)
+        d.train(d_mode)
+    leaves = [m for m in d.modules() if not list(m.children())]
+    if leaves and isinstance(leaves[-1], nn.Sigmoid):
+        warnings.warn(f"the discriminator ends in a Sigmoid, but {type(loss).__name__} takes logits: remove the "
+                      "Sigmoid (BCEWithLogits(logit) is BCE(sigmoid(logit)), and safer)", stacklevel=3)
+    return tuple(fake.shape[1:])
+
+
+def check_fit_data(data: object, world_size: int) -> int | None:
+    """``fit``'s ``data`` must be a re-iterable of batches; returns its length (batches per epoch) or None."""
+    if isinstance(data, (torch.Tensor, str, bytes)) or not isinstance(data, Iterable) \
+            or type(data).__module__ == "numpy":
+        raise TypeError(f"data must be an iterable of batches, e.g. TensorLoader(images) or a DataLoader, "
+                        f"got {type(data).__name__}")
+    steps = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
+    if steps == 0:
+        raise ValueError("data is empty: it yields no batches (check batch_size against the dataset size)")
+    data_world = getattr(data, "world_size", None)
+    if isinstance(data_world, int) and data_world != world_size:
+        raise ValueError(f"data shards for world_size={data_world} but the trainer runs on {world_size} "
+                         "process(es): build the TensorLoader after the process group exists (or after the "
+                         "trainer), or pass rank= and world_size= to it")
+    return steps
+
+
+def check_batch(trainer: GANTrainer, batch: object) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate one batch; returns ``(real, labels)`` on the device (labels None if unconditional)."""
+    labels = None
+    if isinstance(batch, (tuple, list)):
+        if not batch:
+            raise ValueError("batch is an empty tuple; expected a tensor or (images, labels)")
+        if trainer.num_classes is not None:
+            if len(batch) < 2:
+                raise ValueError("a conditional generator needs (images, labels) batches, got a 1-tuple")
+            labels = batch[1]
+        batch = batch[0]  # (images, labels): an unconditional trainer uses the images
+    elif trainer.num_classes is not None:
+        raise TypeError(f"the generator is conditional (num_classes={trainer.num_classes}): batches must be "
+                        f"(images, labels), got a {type(batch).__name__}; use TensorLoader(images, labels)")
+    real = batch
+    if not isinstance(real, torch.Tensor):
+        raise TypeError(f"batch must be a torch.Tensor (or an (images, labels) tuple), got {type(real).__name__}: "
+                        "data must yield tensors (wrap arrays with torch.from_numpy and TensorLoader)")
+    if real.layout != torch.strided:
+        raise TypeError(f"real must be a dense (strided) tensor, got layout {real.layout}; call .to_dense()")
+    if real.device.type == "meta":
+        raise ValueError("real is on the 'meta' device and holds no data")
+    if not real.is_floating_point():
+        raise TypeError(f"real must be a floating-point tensor in the generator's range (e.g. [-1, 1]), "
+                        f"got dtype {real.dtype}; convert integer images with x.float() / 127.5 - 1")
+    if real.dtype != trainer.param_dtype:
+        raise TypeError(f"real has dtype {real.dtype} but the models are {trainer.param_dtype}; "
+                        f"convert it with .to({trainer.param_dtype})")
+    if real.dim() < 2 or tuple(real.shape[1:]) != trainer.sample_shape:
+        raise ValueError(f"real has shape {tuple(real.shape)} but the generator makes samples of shape "
+                         f"(B, {', '.join(map(str, trainer.sample_shape))}): the data and the models must agree")
+    if real.shape[0] < 1:
+        raise ValueError("real is an empty batch (0 samples)")
+    if real.device != trainer.device:
+        real = real.to(trainer.device, non_blocking=True)
+    if labels is not None:
+        labels = check_labels(trainer, labels, real.shape[0])
+    return real, labels
+
+
+def check_registrable(name: object, obj: object) -> object:
+    """``register_state``'s arguments: a non-empty name and an object with state_dict/load_state_dict."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty str, got {name!r}")
+    if not (callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))):
+        raise TypeError(f"{name}: the object must have state_dict() and load_state_dict(), got {type(obj).__name__}")
+    return obj
+
+
+def check_sample_request(trainer: GANTrainer, n: object, z: object, labels: object
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``GANTrainer.sample``'s arguments checked; returns the noise and labels on the device (drawn if None)."""
+    check_int("n", n, 1)
+    assert isinstance(n, int)
+    if z is None:
+        z = trainer.noise(n)
+    elif not isinstance(z, torch.Tensor):
+        raise TypeError(f"z must be a torch.Tensor or None, got {type(z).__name__}")
+    elif tuple(z.shape) != (n, trainer.latent_dim):
+        raise ValueError(f"z must have shape (n, latent_dim) = ({n}, {trainer.latent_dim}), got {tuple(z.shape)}")
+    z = z.to(trainer.device, trainer.param_dtype)
+    if trainer.num_classes is None:
+        if labels is not None:
+            raise ValueError("labels were given but the generator is not conditional (no num_classes)")
+        return z, None
+    if labels is None:
+        return z, torch.randint(0, trainer.num_classes, (n,), device=trainer.device)
+    return z, check_labels(trainer, labels.cpu() if isinstance(labels, torch.Tensor) else labels, n)
+
+
+def check_labels(trainer: GANTrainer, labels: object, n: int, name: str = "labels") -> torch.Tensor:
+    assert trainer.num_classes is not None
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(labels).__name__}")
+    if labels.dtype != torch.int64:
+        raise TypeError(f"{name} must be int64 class indices, got dtype {labels.dtype}")
+    if tuple(labels.shape) != (n,):
+        raise ValueError(f"{name} must have shape ({n},), one per sample, got {tuple(labels.shape)}")
+    if labels.device.type == "cpu":  # a free check on the host; on a GPU it would be a sync per step
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0 or hi >= trainer.num_classes:
+            raise ValueError(f"{name} must be in [0, {trainer.num_classes}), got values in [{lo}, {hi}]")
+    return labels.to(trainer.device, non_blocking=True)
+
+
+def _instance(name: str, value: object, *methods: str) -> None:
+    if isinstance(value, type):
+        raise TypeError(f"{name} must be an instance, got the class {value.__name__}: write {value.__name__}()")
+    for method in methods:
+        if not callable(getattr(value, method, None)):
+            raise TypeError(f"{name} must have a callable {method}(); got {type(value).__name__} "
+                            "(see torchgan_lite.losses)")
+
+
+def check_trainer_arguments(
+    generator: object, discriminator: object, loss: object, *, latent_dim: object, n_critic: object,
+    regularizers: object, amp: object, augment: object, distributed: object, capture: object, compile: object,
+) -> tuple[int, int | None]:
+    """Check ``GANTrainer``'s arguments (before any is used).
+
+    Returns:
+        ``(latent_dim, num_classes)``: the noise size (from the generator's ``latent_dim``
+        attribute when the argument is None) and the generator's ``num_classes`` (None if
+        unconditional).
+    """
+    for name, module in (("generator", generator), ("discriminator", discriminator)):
+        if isinstance(module, type):
+            raise TypeError(f"{name} must be an nn.Module instance, got the class {module.__name__}")
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"{name} must be a torch.nn.Module, got {type(module).__name__}")
+        if not any(p.requires_grad for p in module.parameters()):
+            raise ValueError(f"{name} has no trainable parameters: there is nothing to train")
+    if generator is discriminator:
+        raise ValueError("generator and discriminator must be two different modules")
+    _instance("loss", loss, "discriminator_loss", "generator_loss")
+    check_int("n_critic", n_critic, 1)
+    if isinstance(regularizers, (str, bytes)) or not isinstance(regularizers, Sequence):
+        raise TypeError(f"regularizers must be a sequence of callables, got {type(regularizers).__name__}")
+    for i, reg in enumerate(regularizers):
+        if isinstance(reg, type):
+            raise TypeError(f"regularizers[{i}] must be an instance, got the class {reg.__name__}: "
+                            f"write {reg.__name__}(...)")
+        if not callable(reg):
+            raise TypeError(f"regularizers[{i}] must be callable as reg(D, real, fake), got {reg!r}")
+    if augment is not None and (isinstance(augment, type) or not callable(augment)):
+        raise TypeError(f"augment must be None or a callable x -> x (an instance), got {augment!r}")
+    if amp not in (None, "bf16"):
+        raise ValueError(f"amp must be None or 'bf16', got {amp!r}")
+    if capture not in (None, "cuda_graph"):
+        raise ValueError(f"capture must be None or 'cuda_graph', got {capture!r}")
+    if not isinstance(compile, bool):
+        raise TypeError(f"compile must be a bool, got {compile!r}")
+    if distributed is not None and not isinstance(distributed, bool):
+        raise TypeError(f"distributed must be a bool or None, got {distributed!r}")
+    if latent_dim is None:
+        latent_dim = getattr(generator, "latent_dim", None)
+        if latent_dim is None:
+            raise ValueError("latent_dim is required: the generator has no latent_dim attribute, "
+                             "so pass GANTrainer(..., latent_dim=N)")
+    check_int("latent_dim", latent_dim, 1)
+    num_classes = getattr(generator, "num_classes", None)
+    if num_classes is not None:
+        check_int("generator.num_classes", num_classes, 1)
+    return latent_dim, num_classes  # type: ignore[return-value]

@@ -1,0 +1,85 @@
+"""Small helpers shared by the trainer, the examples and the command-line tools."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "check_bool", "check_int", "check_path", "check_stream", "describe", "non_negative_int", "positive_float",
+    "positive_int"
+]
+
+
+def describe(value: object) -> str:
+    """``value`` for an error message; a class is named as one (``the class io.StringIO``), so a class
+    passed where an instance is expected reads as that mistake."""
+    if isinstance(value, type):
+        return f"the class {value.__module__}.{value.__qualname__} (an instance was expected)"
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` if it is a bool; else ``TypeError`` naming ``name``."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {describe(value)}")
+    return value
+
+
+def check_int(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` if it is an int (not a bool) ``>= minimum``; else ``TypeError``/``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {describe(value)}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_path(name: str, value: object) -> Path:
+    """``value`` as a ``Path`` if it is a non-empty str or os.PathLike; else ``TypeError``/``ValueError``."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike, got {describe(value)}")
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(f"{name} must be a non-empty path, got {value!r}")
+    return Path(value)
+
+
+def check_stream(name: str, value: object) -> object:
+    """``value`` if it is None or an open text stream (an object with ``write``); else ``TypeError`` naming ``name``."""
+    if value is not None and (isinstance(value, type) or not callable(getattr(value, "write", None))):
+        raise TypeError(f"{name} must be None or a text stream with write() (sys.stderr, a file opened "
+                        f"with open(..., 'w')), got {describe(value)}")
+    return value
+
+
+# --------------------------------------------------------------------------- command-line argument types
+
+
+def _cli_number(text: str, convert: Callable[[str], Any], ok: Callable[[Any], bool], expected: str) -> Any:
+    try:
+        value = convert(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number >= 1, else a one-line error naming the text."""
+    return int(_cli_number(text, int, lambda v: v >= 1, "a whole number >= 1"))
+
+
+def non_negative_int(text: str) -> int:
+    """An ``argparse`` type: a whole number >= 0."""
+    return int(_cli_number(text, int, lambda v: v >= 0, "a whole number >= 0"))
+
+
+def positive_float(text: str) -> float:
+    """An ``argparse`` type: a finite number > 0."""
+    return float(_cli_number(text, float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0"))
