@@ -19,7 +19,7 @@ import time
 import torch
 
 import torchgan_lite
-from torchgan_lite import GANTrainer, TensorLoader, seed_everything
+from torchgan_lite import GANTrainer, StepConfig, TensorLoader, seed_everything
 from torchgan_lite.data import mnist as data
 from torchgan_lite.losses import adversarial as losses
 from torchgan_lite.nets import mlp as models
@@ -41,8 +41,9 @@ def main(argv: list[str] | None = None) -> int:
 
     seed_everything(args.seed)
     trainer = GANTrainer(models.mlp_generator(), models.mlp_discriminator(), losses.NonSaturatingLoss(),
-                         device=args.device, capture=None if args.capture == "none" else args.capture,
-                         amp=None if args.amp == "none" else args.amp, compile=args.compile)
+                         device=args.device,
+                         step=StepConfig(amp=None if args.amp == "none" else args.amp,
+                                         implementation="compiled" if args.compile else "eager"))
     images = data.mnist(args.data_root, device=trainer.device)  # (60000, 1, 28, 28) in [-1, 1]
     loader = TensorLoader(images, batch_size=128)
     sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)

@@ -32,14 +32,14 @@ import platform
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch.utils.data import Dataset
 
-from torchgan_lite import GANTrainer, TensorLoader
+from torchgan_lite import GANTrainer, StepConfig, TensorLoader
 from torchgan_lite.losses import adversarial as losses
 from torchgan_lite.nets import layers
 from torchgan_lite.nets import mlp as models
@@ -185,7 +185,24 @@ def make_trainer(variant: Variant, device: str, **overrides: Any) -> GANTrainer:
     if variant.optimizer == "tutorial":
         kwargs.setdefault("g_optimizer", tutorial_adam(generator.parameters()))
         kwargs.setdefault("d_optimizer", tutorial_adam(discriminator.parameters()))
-    return GANTrainer(generator, discriminator, losses.NonSaturatingLoss(), device=device, **kwargs)
+    return GANTrainer(generator, discriminator, losses.NonSaturatingLoss(), device=device, **trainer_arguments(kwargs))
+
+
+def trainer_arguments(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """A variant's keywords as ``GANTrainer``'s: the step's options (``compile=True``, ``capture=...``,
+    ``amp``, ``nonfinite``...) gathered into one :class:`~torchgan_lite.StepConfig`."""
+    kw = dict(kwargs)
+    step: dict[str, Any] = {k: kw.pop(k) for k in ("n_critic", "regularizers", "amp", "augment", "nonfinite")
+                            if k in kw}
+    if kw.pop("compile", False):
+        step["implementation"] = "compiled"
+    if kw.get("capture"):
+        step["implementation"] = kw.pop("capture")
+    kw.pop("capture", None)
+    if kw.get("step_class") is not None:
+        step["implementation"] = kw.pop("step_class")
+    kw.pop("step_class", None)
+    return {**kw, "step": StepConfig(**step)}
 
 
 @dataclass

@@ -129,8 +129,7 @@ def make_trainer(name: str, seed: int, batch_size: int = 128, device: str = "cpu
         spectral.apply_spectral_norm(discriminator, method="parametrization")
     parts = build_parts(spec_for(name), generator, discriminator, batch_size=batch_size)
     trainer = GANTrainer(generator, discriminator, parts.loss, g_optimizer=parts.g_optimizer,
-                         d_optimizer=parts.d_optimizer, n_critic=parts.n_critic, regularizers=parts.regularizers,
-                         augment=parts.augment, device=device)
+                         d_optimizer=parts.d_optimizer, step=parts.step_config(), device=device)
     for callback in parts.callbacks:
         callback.attach(trainer)
     return trainer, parts.callbacks
@@ -197,11 +196,12 @@ def attach_lr_decay(trainer: GANTrainer, start_step: int, end_step: int) -> None
     """Scale both optimizers' learning rates by ``clamp((end - step) / (end - start), 0, 1)``, set at every step."""
     if not 0 <= start_step < end_step:
         sys.exit(f"error: --lr-decay-from must lie before --epochs (steps {start_step} and {end_step})")
-    bases = [[group["lr"] for group in opt.param_groups] for opt in (trainer.g_optimizer, trainer.d_optimizer)]
+    step = trainer.gan_step
+    bases = [[group["lr"] for group in opt.param_groups] for opt in (step.g_optimizer, step.d_optimizer)]
 
     def set_lr(trainer: GANTrainer) -> None:
         factor = min(1.0, max(0.0, (end_step - trainer.state.step) / (end_step - start_step)))
-        for opt, base in zip((trainer.g_optimizer, trainer.d_optimizer), bases):
+        for opt, base in zip((trainer.gan_step.g_optimizer, trainer.gan_step.d_optimizer), bases):
             for group, lr in zip(opt.param_groups, base):
                 group["lr"] = lr * factor
 

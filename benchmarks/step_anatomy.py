@@ -133,7 +133,7 @@ def step_functions(batch: int) -> dict[str, tuple[Callable[[], Any], list[torch.
             v = dataclasses.replace(v, d_kwargs={**v.d_kwargs, **nn_layers}, g_kwargs={**v.g_kwargs, **nn_layers})
             trainer = make_trainer(v, "cpu", nonfinite=100)
             steps[v.name] = ((lambda trainer=trainer: trainer.train_step(real)),
-                             [trainer.d_optimizer, trainer.g_optimizer])
+                             [trainer.gan_step.d_optimizer, trainer.gan_step.g_optimizer])
     return steps
 
 

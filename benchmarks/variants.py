@@ -97,16 +97,23 @@ class Variant:
         if self.needs_bf16 and device == "cuda" and not torch.cuda.is_bf16_supported():
             return f"{torch.cuda.get_device_name()} has no bfloat16 support"
         if self.trainer_kwargs is not None:
-            from torchgan_lite import GANTrainer
             from torchgan_lite.nets import mlp as models
 
-            for what, fn, kwargs in (("GANTrainer", GANTrainer.__init__, self.trainer_kwargs),
+            for what, fn, kwargs in (("GANTrainer", _trainer_options, self.trainer_kwargs),
                                      ("mlp_discriminator", models.mlp_discriminator, self.d_kwargs),
                                      ("mlp_generator", models.mlp_generator, self.g_kwargs)):
                 unknown = _unknown_options(fn, kwargs)
                 if unknown:
                     return f"this {what} has no option {', '.join(unknown)}"
         return None
+
+
+def _trainer_options(*, g_optimizer: Any = None, d_optimizer: Any = None, latent_dim: Any = None,
+                     distributed: Any = None, n_critic: Any = 1, regularizers: Any = (), amp: Any = None,
+                     augment: Any = None, nonfinite: Any = "auto", compile: Any = False, capture: Any = None,
+                     step_class: Any = None) -> None:
+    """The keywords a variant may set: ``GANTrainer``'s own and its ``StepConfig``'s
+    (``compile``/``capture``/``step_class`` name the implementation; see ``harness.trainer_arguments``)."""
 
 
 BASELINE = "baseline"

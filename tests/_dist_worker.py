@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from torchgan_lite import GANTrainer, TensorLoader, seed_everything
+from torchgan_lite import GANTrainer, StepConfig, TensorLoader, seed_everything
 from torchgan_lite.callbacks import checkpoint
 from torchgan_lite.losses import adversarial as losses
 from torchgan_lite.nets import mlp as models
@@ -60,7 +60,8 @@ def build(dropout: float, model_seed: int, distributed: bool | None = None,
     seed_everything(model_seed)
     g = models.mlp_generator(latent_dim=LATENT, hidden=(64,), out_shape=SHAPE)
     d = models.mlp_discriminator(in_shape=SHAPE, hidden=(64,), dropout=dropout)
-    return GANTrainer(g, d, losses.NonSaturatingLoss(), device="cpu", distributed=distributed, augment=augment)
+    return GANTrainer(g, d, losses.NonSaturatingLoss(), device="cpu", distributed=distributed,
+                      step=StepConfig(augment=augment))
 
 
 def weights(t: GANTrainer) -> dict[str, dict[str, torch.Tensor]]:

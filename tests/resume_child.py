@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from torchgan_lite import Event, GANTrainer, TensorLoader, seed_everything  # noqa: E402
+from torchgan_lite import Event, GANTrainer, StepConfig, TensorLoader, seed_everything  # noqa: E402
 from torchgan_lite.losses import adversarial as losses  # noqa: E402
 from torchgan_lite.losses import penalties  # noqa: E402
 from torchgan_lite.nets import mlp as models  # noqa: E402
@@ -105,11 +105,12 @@ def build(kind: str, data: torch.Tensor, device: str = "cpu") -> tuple[GANTraine
         d = models.mlp_discriminator(in_shape=(1, 8, 8), hidden=(64,), dropout=0.3, fast_layers=kind == "perf")
         seed_everything(0)
         if kind == "perf":
-            trainer = GANTrainer(g, d, losses.LeastSquaresLoss(), regularizers=[penalties.R1Penalty(1.0)],
-                                 step_class=FusedDiscriminatorStep, device=device)
+            trainer = GANTrainer(g, d, losses.LeastSquaresLoss(),
+                                 step=StepConfig(regularizers=[penalties.R1Penalty(1.0)],
+                                                 implementation=FusedDiscriminatorStep), device=device)
         elif kind == "wgan":
-            trainer = GANTrainer(g, d, losses.WassersteinLoss(), n_critic=2,
-                                 regularizers=[penalties.GradientPenalty()], device=device)
+            trainer = GANTrainer(g, d, losses.WassersteinLoss(),
+                                 step=StepConfig(n_critic=2, regularizers=[penalties.GradientPenalty()]), device=device)
         else:
             seed_everything(0)
             trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), device=device)
@@ -136,8 +137,8 @@ def snapshot(trainer: GANTrainer, ema: WeightAverage, record: list[torch.Tensor]
     return {
         "generator": {k: v.clone() for k, v in trainer.generator.state_dict().items()},
         "discriminator": {k: v.clone() for k, v in trainer.discriminator.state_dict().items()},
-        "g_optimizer": [t.clone() for s in trainer.g_optimizer.state.values() for t in s.values()],
-        "d_optimizer": [t.clone() for s in trainer.d_optimizer.state.values() for t in s.values()],
+        "g_optimizer": [t.clone() for s in trainer.gan_step.g_optimizer.state.values() for t in s.values()],
+        "d_optimizer": [t.clone() for s in trainer.gan_step.d_optimizer.state.values() for t in s.values()],
         "ema": ema.state_dict(),
         "progress": [st.epoch, st.step, st.epoch_step],
         # Wall-time fields (seconds, steps_per_s) differ between processes by nature.

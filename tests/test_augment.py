@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import tiny_models
-from torchgan_lite import Event, GANTrainer, TensorLoader, seed_everything
+from torchgan_lite import Event, GANTrainer, StepConfig, TensorLoader, seed_everything
 from torchgan_lite.callbacks.ada import AdaptiveAugment
 from torchgan_lite.losses import adversarial as losses
 from torchgan_lite.losses.augment import (
@@ -218,7 +218,7 @@ def test_ada_in_a_trainer_follows_real_sign_and_resumes_exactly(tmp_path, tiny_d
         seed_everything(0)
         g, d = tiny_models()
         aug = DiffAugment("translation,cutout", p=0.5)
-        trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), augment=aug)
+        trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), step=StepConfig(augment=aug))
         AdaptiveAugment(aug, interval=2, speed_images=320).attach(trainer)  # 0.1 per interval of 2 x 16 images
         trainer.add_callback(Event.STEP_END, lambda t: signs.append(float(t.state.last.real_sign)))
         if resume is not None:

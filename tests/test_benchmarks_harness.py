@@ -280,7 +280,8 @@ def test_plain_variant_is_the_tutorials_step_on_library_models() -> None:
     step = trainer.gan_step
     assert isinstance(step, TutorialLiteralStep)
     assert any(type(m) is torch.nn.Dropout for m in trainer.discriminator.modules())  # nn.Dropout, not MaskDropout
-    assert not trainer.d_optimizer.defaults["fused"] and trainer.d_optimizer.defaults["foreach"] is False
+    d_opt = trainer.gan_step.d_optimizer
+    assert not d_opt.defaults["fused"] and d_opt.defaults["foreach"] is False
     trainer.train_step(torch.rand(8, 1, 28, 28) * 2 - 1)
     # Like the tutorial's G step, its G update leaves gradients in D's weights; the default step does not.
     d_grads = [p.grad.clone() for p in trainer.discriminator.parameters()]
@@ -353,8 +354,8 @@ def test_recipes_ablation_lr_decay_reaches_zero_linearly_and_extra_emas_follow()
     from benchmarks import recipes_ablation
 
     trainer, _ = recipes_ablation.make_trainer("improved-r1", 0)
-    g_base = trainer.g_optimizer.param_groups[0]["lr"]
-    d_base = trainer.d_optimizer.param_groups[0]["lr"]  # lazy R1's corrected lr, kept as the base
+    g_base = trainer.gan_step.g_optimizer.param_groups[0]["lr"]
+    d_base = trainer.gan_step.d_optimizer.param_groups[0]["lr"]  # lazy R1's corrected lr, kept as the base
     recipes_ablation.attach_lr_decay(trainer, start_step=4, end_step=8)
     emas = recipes_ablation.attach_extra_emas(trainer, "1000")
     (label, ema), = emas.items()
@@ -365,8 +366,8 @@ def test_recipes_ablation_lr_decay_reaches_zero_linearly_and_extra_emas_follow()
     batch = torch.rand(128, 1, 28, 28) * 2 - 1
     seen = []
     for _ in range(9):
-        seen.append(trainer.g_optimizer.param_groups[0]["lr"] / g_base)
-        assert trainer.d_optimizer.param_groups[0]["lr"] / d_base == pytest.approx(seen[-1])
+        seen.append(trainer.gan_step.g_optimizer.param_groups[0]["lr"] / g_base)
+        assert trainer.gan_step.d_optimizer.param_groups[0]["lr"] / d_base == pytest.approx(seen[-1])
         trainer.train_step(batch)  # counts the step; the events are fit()'s, fired here by hand
         trainer.fire(Event.STEP_END)
     assert seen == pytest.approx([1, 1, 1, 1, 1, 0.75, 0.5, 0.25, 0.0])  # (8 - step) / (8 - 4), clamped

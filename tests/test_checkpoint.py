@@ -61,7 +61,7 @@ def _everything(trainer: GANTrainer) -> dict[str, Any]:
     return {
         "g": [t.clone() for t in trainer.generator.state_dict().values()],
         "d": [t.clone() for t in trainer.discriminator.state_dict().values()],
-        "opt": [t.clone() for o in (trainer.g_optimizer, trainer.d_optimizer)
+        "opt": [t.clone() for o in (trainer.gan_step.g_optimizer, trainer.gan_step.d_optimizer)
                 for s in o.state.values() for t in s.values()],
         "progress": (st.epoch, st.step, st.epoch_step, st.skipped_steps, [h.d_loss for h in st.history]),
         "sums": saved["trainer"]["epoch_sums"].clone(),

@@ -12,7 +12,7 @@ import statistics
 import pytest
 import torch
 
-from torchgan_lite import GANTrainer, TensorLoader
+from torchgan_lite import GANTrainer, StepConfig, TensorLoader
 from torchgan_lite.losses import adversarial as losses
 from torchgan_lite.losses import penalties
 from torchgan_lite.losses import penalties as regularizers
@@ -69,7 +69,7 @@ def test_compiled_step_matches_the_eager_step_over_20_steps(data):
 def test_no_recompiles_across_steps_batches_and_epochs(data):
     torch._dynamo.reset()
     g, d = tiny_models(latent=LATENT)
-    trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), compile=True)
+    trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), step=StepConfig(implementation="compiled"))
     assert isinstance(trainer.gan_step, CompiledGANStep)
     # 40 rows in batches of 16 without drop_last: 16, 16 and a short 8 each epoch.
     loader = TensorLoader(data[:40], batch_size=16, drop_last=False)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import REPO
-from torchgan_lite import GANTrainer, TensorLoader, seed_everything
+from torchgan_lite import GANTrainer, StepConfig, TensorLoader, seed_everything
 from torchgan_lite.callbacks.ema import GeneratorEMA
 from torchgan_lite.checkpoints import export
 from torchgan_lite.losses import adversarial as losses
@@ -122,7 +122,8 @@ def _tiny_conditional_trainer(classes: int = 3) -> GANTrainer:
     g = conditional_mlp_generator(num_classes=classes, latent_dim=8, hidden=(32,), out_shape=(1, 4, 4))
     d = conditional_mlp_discriminator(num_classes=classes, in_shape=(1, 4, 4), hidden=(32,), dropout=0.0)
     seed_everything(0)
-    return GANTrainer(g, d, losses.NonSaturatingLoss(real_label=0.9), regularizers=[penalties.R1Penalty(1.0)])
+    return GANTrainer(g, d, losses.NonSaturatingLoss(real_label=0.9),
+                      step=StepConfig(regularizers=[penalties.R1Penalty(1.0)]))
 
 
 def _labelled_data(n: int = 96, classes: int = 3) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from torchgan_lite import Event, GANStep, GANTrainer, TensorLoader, seed_everything
+from torchgan_lite import Event, GANStep, GANTrainer, StepConfig, TensorLoader, seed_everything
 from torchgan_lite.losses import adversarial as losses
 from torchgan_lite.losses import penalties
 from torchgan_lite.nets import mlp as models
@@ -23,18 +23,17 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 def test_capture_falls_back_with_a_reason_on_cpu():
     g, d = tiny_models()
     with pytest.warns(UserWarning, match="eager step runs: CUDA graphs need a CUDA device"):
-        t = GANTrainer(g, d, losses.NonSaturatingLoss(), capture="cuda_graph")
+        t = GANTrainer(g, d, losses.NonSaturatingLoss(), step=StepConfig(implementation="cuda_graph"))
     assert type(t.gan_step) is GANStep
     t.fit(TensorLoader(torch.rand(32, 1, 4, 4) * 2 - 1, batch_size=8), epochs=1)
     assert t.state.step == 4
 
 
 def test_capture_rejects_unknown_modes():
-    g, d = tiny_models()
-    with pytest.raises(ValueError, match="capture"):
-        GANTrainer(g, d, losses.NonSaturatingLoss(), capture="graph")
-    with pytest.raises(TypeError, match="compile"):
-        GANTrainer(g, d, losses.NonSaturatingLoss(), compile="yes")
+    with pytest.raises(ValueError, match="implementation"):
+        StepConfig(implementation="graph")
+    with pytest.raises(ValueError, match="implementation"):
+        StepConfig(implementation=True)  # type: ignore[arg-type]
 
 
 def _run(capture, steps, dropout, epochs=3, amp=None, regs=()):
@@ -42,8 +41,8 @@ def _run(capture, steps, dropout, epochs=3, amp=None, regs=()):
     g = models.mlp_generator(latent_dim=16, hidden=(64, 128), out_shape=(1, 8, 8))
     d = models.mlp_discriminator(in_shape=(1, 8, 8), hidden=(128, 64), dropout=dropout)
     seed_everything(3)
-    t = GANTrainer(g, d, losses.NonSaturatingLoss(), device="cuda", capture=capture, amp=amp,
-                   regularizers=regs, nonfinite=10)
+    t = GANTrainer(g, d, losses.NonSaturatingLoss(), device="cuda",
+                   step=StepConfig(amp=amp, regularizers=regs, nonfinite=10, implementation=capture or "eager"))
     x = (torch.rand(96, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1).cuda()
     loader = TensorLoader(x, batch_size=16, generator=torch.Generator().manual_seed(2))
     seen = []

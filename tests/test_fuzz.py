@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from torchgan_lite import GANStep, GANTrainer, NonFinitePolicy, TensorLoader, seed_everything
+from torchgan_lite import GANStep, GANTrainer, NonFinitePolicy, StepConfig, TensorLoader, seed_everything
 from torchgan_lite.losses import adversarial as losses
 from torchgan_lite.losses import penalties
 from torchgan_lite.nets import mlp as models
@@ -225,7 +225,7 @@ TRAINER_VALID: dict[str, st.SearchStrategy] = {
     "amp": st.sampled_from([None, "bf16"]),
     "nonfinite": st.one_of(st.sampled_from(["auto", NonFinitePolicy(every=3), NonFinitePolicy(max_loss=1e6)]),
                            st.integers(0, 50)),
-    "step_class": st.sampled_from([None, GANStep, FusedDiscriminatorStep]),
+    "implementation": st.sampled_from(["eager", "fused", GANStep, FusedDiscriminatorStep]),
     "distributed": st.sampled_from([None, False]),
     "discriminator": st.just("ok"),
     "generator": st.just("ok"),
@@ -240,7 +240,7 @@ TRAINER_INVALID: dict[str, st.SearchStrategy] = {
     "regularizers": st.sampled_from(["gp", [1], penalties.GradientPenalty(), [None], [penalties.GradientPenalty]]),
     "amp": st.sampled_from(["fp16", "bfloat16", True, 1]),
     "nonfinite": st.one_of(st.integers(-3, -1), st.sampled_from([None, 1.5, "always", True])),
-    "step_class": st.sampled_from(["GANStep", int, GANTrainer]),
+    "implementation": st.sampled_from(["GANStep", None, int, GANTrainer]),
     "distributed": st.sampled_from(["no", 0, 1]),
     "discriminator": st.sampled_from(["same-as-g", "wrong-input", "two-logits", "D"]),
     "generator": st.sampled_from(["scalar", "G", None]),
@@ -283,6 +283,14 @@ def _build_trainer_args(args: dict[str, Any]) -> dict[str, Any]:
 
 
 NAMES = {"discriminator": {"discriminator"}, "generator": {"generator"}}
+STEP_KEYS = ("n_critic", "regularizers", "amp", "nonfinite", "implementation")
+
+
+def _make_trainer(kwargs: dict[str, Any]) -> GANTrainer:
+    """``GANTrainer(**kwargs)`` with the step's options gathered into the one ``StepConfig``."""
+    kw = dict(kwargs)
+    step = StepConfig(**{k: kw.pop(k) for k in STEP_KEYS if k in kw})
+    return GANTrainer(**kw, step=step)
 
 
 @settings(FUZZ, max_examples=50)
@@ -294,9 +302,9 @@ def test_trainer_arguments(data):
     kwargs = _build_trainer_args(args)
     names = set().union(*(NAMES.get(b, {b}) for b in bad))
     if bad:
-        _check_raises_naming(lambda: GANTrainer(**kwargs), names)
+        _check_raises_naming(lambda: _make_trainer(kwargs), names)
         return
-    trainer = GANTrainer(**kwargs)
+    trainer = _make_trainer(kwargs)
     result = trainer.train_step(torch.rand(4, 1, 4, 4) * 2 - 1)
     assert trainer.state.step == 1
     assert all(math.isfinite(v) for v in result.as_dict().values())
@@ -305,7 +313,8 @@ def test_trainer_arguments(data):
 def test_gradient_penalty_under_bf16_autocast():
     """Found by the fuzz: the bf16 fake met the float32 real inside torch.lerp (fixed in losses.py)."""
     seed_everything(0)
-    trainer = GANTrainer(_g(), _d(), losses.WassersteinLoss(), regularizers=[penalties.GradientPenalty()], amp="bf16")
+    trainer = GANTrainer(_g(), _d(), losses.WassersteinLoss(),
+                         step=StepConfig(regularizers=[penalties.GradientPenalty()], amp="bf16"))
     result = trainer.train_step(torch.rand(4, 1, 4, 4) * 2 - 1)
     assert all(math.isfinite(v) for v in result.as_dict().values())
 

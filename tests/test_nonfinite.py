@@ -15,7 +15,15 @@ import math
 import pytest
 import torch
 
-from torchgan_lite import Event, GANTrainer, NonFiniteLossError, NonFinitePolicy, TensorLoader, seed_everything
+from torchgan_lite import (
+    Event,
+    GANTrainer,
+    NonFiniteLossError,
+    NonFinitePolicy,
+    StepConfig,
+    TensorLoader,
+    seed_everything,
+)
 from torchgan_lite.callbacks import checkpoint
 from torchgan_lite.checkpoints.format import load_checkpoint
 from torchgan_lite.losses import adversarial as losses
@@ -57,7 +65,7 @@ def _trainer(loss: object, **kw: object) -> GANTrainer:
     g = models.mlp_generator(latent_dim=16, hidden=(64,), out_shape=(1, 8, 8))
     d = models.mlp_discriminator(in_shape=(1, 8, 8), hidden=(64,), dropout=0.3)
     seed_everything(0)
-    trainer = GANTrainer(g, d, loss, **kw)  # type: ignore[arg-type]
+    trainer = GANTrainer(g, d, loss, step=StepConfig(**kw))  # type: ignore[arg-type]
     if isinstance(loss, PoisonedLoss):
         loss.trainer = trainer
     return trainer
@@ -66,8 +74,8 @@ def _trainer(loss: object, **kw: object) -> GANTrainer:
 def _weights(trainer: GANTrainer, which: str = "both") -> list[torch.Tensor]:
     mods = {"g": [trainer.generator], "d": [trainer.discriminator],
             "both": [trainer.generator, trainer.discriminator]}[which]
-    opts = {"g": [trainer.g_optimizer], "d": [trainer.d_optimizer],
-            "both": [trainer.g_optimizer, trainer.d_optimizer]}[which]
+    opts = {"g": [trainer.gan_step.g_optimizer], "d": [trainer.gan_step.d_optimizer],
+            "both": [trainer.gan_step.g_optimizer, trainer.gan_step.d_optimizer]}[which]
     return ([p.detach().clone() for m in mods for p in m.parameters()]
             + [t.clone() for o in opts for s in o.state.values() for t in s.values()])
 
@@ -250,7 +258,7 @@ def test_a_huge_learning_rate_stops_before_any_checkpoint_holds_broken_numbers(t
     assert load_checkpoint(tmp_path / "c.pt.1")["trainer"]["step"] == 2  # the last one trained at a sane lr
     sane = build(2e-4)
     sane.load_checkpoint(tmp_path / "c.pt.1", hyperparameters="current")
-    assert sane.g_optimizer.param_groups[0]["lr"] == 2e-4
+    assert sane.gan_step.g_optimizer.param_groups[0]["lr"] == 2e-4
     sane.fit(TensorLoader(x, batch_size=128), epochs=4)
     assert sane.state.step == 4
     assert all(math.isfinite(h.d_loss) and math.isfinite(h.g_loss) for h in sane.state.history[-2:])
@@ -261,7 +269,7 @@ def test_saving_a_state_with_an_infinite_optimizer_buffer_is_refused_and_keeps_t
     trainer.fit(TensorLoader(tiny_data(), batch_size=8), epochs=1)
     good = trainer.save_checkpoint(tmp_path / "c.pt")
     before = good.read_bytes()
-    first = next(iter(trainer.d_optimizer.state.values()))
+    first = next(iter(trainer.gan_step.d_optimizer.state.values()))
     first["exp_avg_sq"].view(-1)[0] = math.inf  # what an overflowing squared gradient leaves behind
     with pytest.raises(NonFiniteLossError, match=r"not saving .*step\['d_optimizer'\]\['state'\]\[0\]\['exp_avg_sq'\]"):
         trainer.save_checkpoint(tmp_path / "c.pt")

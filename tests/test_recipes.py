@@ -37,7 +37,7 @@ def test_reference_recipe_trains_bit_for_bit_as_the_trainers_default(tiny_data):
     assert parts.n_critic == 1 and parts.regularizers == [] and parts.augment is None and parts.callbacks == []
     seed_everything(1)
     built = GANTrainer(g2, d2, parts.loss, g_optimizer=parts.g_optimizer, d_optimizer=parts.d_optimizer,
-                       n_critic=parts.n_critic, regularizers=parts.regularizers, augment=parts.augment)
+                       step=parts.step_config())
     _fit(built, tiny_data)
     for a, b in zip(list(built.generator.parameters()) + list(built.discriminator.parameters()),
                     list(default.generator.parameters()) + list(default.discriminator.parameters())):
@@ -110,7 +110,7 @@ def test_a_recipe_with_every_part_trains_and_resumes_exactly(tmp_path, tiny_data
         g, d = tiny_models()
         parts = build_parts(spec, g, d, batch_size=16)
         trainer = GANTrainer(g, d, parts.loss, g_optimizer=parts.g_optimizer, d_optimizer=parts.d_optimizer,
-                             n_critic=parts.n_critic, regularizers=parts.regularizers, augment=parts.augment)
+                             step=parts.step_config())
         for callback in parts.callbacks:
             callback.attach(trainer)
         if resume is not None:

@@ -36,30 +36,31 @@ def test_ttur_gives_the_discriminator_the_larger_rate():
 
 def test_step_interval_follows_the_closed_form(tiny_data):
     trainer = _trainer()
-    sched = torch.optim.lr_scheduler.ExponentialLR(trainer.g_optimizer, gamma=0.5)
+    sched = torch.optim.lr_scheduler.ExponentialLR(trainer.gan_step.g_optimizer, gamma=0.5)
     LRSchedule(sched).attach(trainer)
     trainer.fit(_loader(tiny_data), epochs=2, max_steps=6)
-    assert trainer.g_optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5**6)
-    assert trainer.d_optimizer.param_groups[0]["lr"] == 4e-3  # the other optimizer is untouched
+    assert trainer.gan_step.g_optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5**6)
+    assert trainer.gan_step.d_optimizer.param_groups[0]["lr"] == 4e-3  # the other optimizer is untouched
 
 
 def test_epoch_interval_steps_once_an_epoch(tiny_data):
     trainer = _trainer()
-    sched = torch.optim.lr_scheduler.StepLR(trainer.d_optimizer, step_size=1, gamma=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(trainer.gan_step.d_optimizer, step_size=1, gamma=0.1)
     schedule = LRSchedule(sched, interval="epoch")
     schedule.attach(trainer)
     assert schedule.name == "lr_schedule_d"
     trainer.fit(_loader(tiny_data), epochs=3)
     assert trainer.state.step == 12
-    assert trainer.d_optimizer.param_groups[0]["lr"] == pytest.approx(4e-3 * 0.1**3)
+    assert trainer.gan_step.d_optimizer.param_groups[0]["lr"] == pytest.approx(4e-3 * 0.1**3)
 
 
 def test_a_resumed_run_continues_the_schedule_exactly(tmp_path, tiny_data):
     def run(max_steps: int, resume: object = None) -> GANTrainer:
         trainer = _trainer()
         total = 10
-        LRSchedule(torch.optim.lr_scheduler.LinearLR(trainer.g_optimizer, 1.0, 0.1, total_iters=total)).attach(trainer)
-        LRSchedule(torch.optim.lr_scheduler.CosineAnnealingLR(trainer.d_optimizer, T_max=total)).attach(trainer)
+        step = trainer.gan_step
+        LRSchedule(torch.optim.lr_scheduler.LinearLR(step.g_optimizer, 1.0, 0.1, total_iters=total)).attach(trainer)
+        LRSchedule(torch.optim.lr_scheduler.CosineAnnealingLR(step.d_optimizer, T_max=total)).attach(trainer)
         if resume is not None:
             # The schedule moved the learning rates; the check compares the schedule's initial_lr, and the
             # default load continues from the saved rates.

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from torchgan_lite import Event, GANStep, GANTrainer, TensorLoader, TrainingInterrupted, seed_everything
+from torchgan_lite import Event, GANStep, GANTrainer, StepConfig, TensorLoader, TrainingInterrupted, seed_everything
 from torchgan_lite.callbacks.checkpoint import ModelCheckpoint
 from torchgan_lite.checkpoints.format import load_checkpoint
 from torchgan_lite.losses import adversarial as losses
@@ -30,7 +30,8 @@ def _trainer(**kw) -> GANTrainer:
     torch.manual_seed(0)
     g, d = tiny_models(dropout=0.0)
     seed_everything(0)
-    return GANTrainer(g, d, kw.pop("loss", losses.NonSaturatingLoss()), **kw)
+    loss = kw.pop("loss", losses.NonSaturatingLoss())
+    return GANTrainer(g, d, loss, step=StepConfig(**kw))
 
 
 def test_a_step_runs_without_a_trainer_and_reports_real_sign():
@@ -153,11 +154,11 @@ def test_resume_refuses_other_hyperparameters_by_name_unless_told(tmp_path):
         other(1e-3).load_checkpoint(path)
     kept = other(1e-3)
     kept.load_checkpoint(path, hyperparameters="current")
-    assert kept.g_optimizer.param_groups[0]["lr"] == 1e-3 and kept.state.step == 4
-    assert kept.g_optimizer.state  # the saved Adam moments came back
+    assert kept.gan_step.g_optimizer.param_groups[0]["lr"] == 1e-3 and kept.state.step == 4
+    assert kept.gan_step.g_optimizer.state  # the saved Adam moments came back
     taken = other(1e-3)
     taken.load_checkpoint(path, hyperparameters="saved")
-    assert taken.g_optimizer.param_groups[0]["lr"] == 2e-4
+    assert taken.gan_step.g_optimizer.param_groups[0]["lr"] == 2e-4
 
 
 def test_resume_refuses_another_loss_and_n_critic_naming_them(tmp_path):
@@ -182,7 +183,7 @@ def test_a_format_1_checkpoint_still_loads(tmp_path):
     fresh = _trainer()
     fresh.load_state_dict(v1, source="v1")
     assert fresh.state.step == 3
-    for a, b in zip(t.g_optimizer.state.values(), fresh.g_optimizer.state.values()):
+    for a, b in zip(t.gan_step.g_optimizer.state.values(), fresh.g_optimizer.state.values()):
         assert torch.equal(a["exp_avg"], b["exp_avg"])
 
 
@@ -242,4 +243,4 @@ def test_classes_passed_for_instances_are_named():
     with pytest.raises(TypeError, match="loss must be an instance, got the class NonSaturatingLoss"):
         GANTrainer(g, d, losses.NonSaturatingLoss)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"regularizers\[0\] must be an instance, got the class GradientPenalty"):
-        GANTrainer(g, d, losses.NonSaturatingLoss(), regularizers=[penalties.GradientPenalty])  # type: ignore[list-item]
+        GANTrainer(g, d, losses.NonSaturatingLoss(), step=StepConfig(regularizers=[penalties.GradientPenalty]))  # type: ignore[list-item]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 
 import pytest
 import torch
 
-from torchgan_lite import Event, GANTrainer, TensorLoader, seed_everything
+from torchgan_lite import Event, GANStep, GANTrainer, StepConfig, TensorLoader, build_step, seed_everything
 from torchgan_lite.losses import adversarial as losses
 from torchgan_lite.losses import penalties
 from torchgan_lite.nets import mlp as models
@@ -61,10 +62,11 @@ def test_discriminator_update_leaves_generator_alone(tiny_trainer, tiny_data):
 def test_n_critic_runs_that_many_discriminator_steps(tiny_data):
     g, d = tiny_models()
     seed_everything(0)
-    t = GANTrainer(g, d, losses.WassersteinLoss(), n_critic=3, regularizers=[penalties.GradientPenalty()])
+    t = GANTrainer(g, d, losses.WassersteinLoss(),
+                   step=StepConfig(n_critic=3, regularizers=[penalties.GradientPenalty()]))
     t.train_step(tiny_data[:16])
-    assert t.d_optimizer.state[next(iter(d.parameters()))]["step"] == 3
-    assert t.g_optimizer.state[next(iter(g.parameters()))]["step"] == 1
+    assert t.gan_step.d_optimizer.state[next(iter(d.parameters()))]["step"] == 3
+    assert t.gan_step.g_optimizer.state[next(iter(g.parameters()))]["step"] == 1
 
 
 def test_regularizer_enters_the_discriminator_loss(tiny_data):
@@ -74,7 +76,7 @@ def test_regularizer_enters_the_discriminator_loss(tiny_data):
         g.load_state_dict(base_g)
         d.load_state_dict(base_d)
         seed_everything(5)
-        t = GANTrainer(g, d, losses.NonSaturatingLoss(), regularizers=regs)
+        t = GANTrainer(g, d, losses.NonSaturatingLoss(), step=StepConfig(regularizers=regs))
         return t.train_step(tiny_data[:16])
 
     g, d = tiny_models()
@@ -127,7 +129,7 @@ def test_library_step_matches_the_tutorial_step_literally(tiny_data):
 def test_bf16_autocast_trains_with_float32_losses(tiny_data):
     g, d = tiny_models()
     seed_everything(0)
-    t = GANTrainer(g, d, losses.NonSaturatingLoss(), amp="bf16")
+    t = GANTrainer(g, d, losses.NonSaturatingLoss(), step=StepConfig(amp="bf16"))
     r = t.train_step(tiny_data[:16])
     assert r.d_loss.dtype == torch.float32 and torch.isfinite(r.d_loss)
     assert next(g.parameters()).dtype == torch.float32
@@ -295,13 +297,11 @@ def test_discriminator_output_shape_checked():
 @pytest.mark.parametrize(
     ("kwargs", "exc", "name"),
     [
-        ({"n_critic": 0}, ValueError, "n_critic"),
-        ({"n_critic": 1.5}, TypeError, "n_critic"),
         ({"latent_dim": -3}, ValueError, "latent_dim"),
         ({"device": "gpu7"}, ValueError, "device"),
         ({"device": "cuda"}, ValueError, "device"),
-        ({"regularizers": [3]}, TypeError, "regularizers"),
-        ({"amp": "fp8"}, ValueError, "amp"),
+        ({"distributed": "yes"}, TypeError, "distributed"),
+        ({"step": {"n_critic": 2}}, TypeError, "step"),
         ({"seed": "x"}, TypeError, "seed"),
     ],
 )
@@ -311,6 +311,55 @@ def test_constructor_rejects_bad_arguments(kwargs, exc, name):
     g, d, loss = _fresh()
     with pytest.raises(exc, match=name):
         GANTrainer(g, d, loss, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "name"),
+    [
+        ({"n_critic": 0}, ValueError, "n_critic"),
+        ({"n_critic": 1.5}, TypeError, "n_critic"),
+        ({"regularizers": [3]}, TypeError, "regularizers"),
+        ({"regularizers": "r1"}, TypeError, "regularizers"),
+        ({"amp": "fp8"}, ValueError, "amp"),
+        ({"augment": 3}, TypeError, "augment"),
+        ({"nonfinite": -1}, ValueError, "nonfinite"),
+        ({"implementation": "jit"}, ValueError, "implementation"),
+        ({"implementation": dict}, TypeError, "implementation"),
+    ],
+)
+def test_step_config_rejects_bad_fields_by_name(kwargs, exc, name):
+    with pytest.raises(exc, match=name):
+        StepConfig(**kwargs)
+
+
+def test_the_trainer_takes_parts_or_a_built_step_not_both():
+    g, d, loss = _fresh()
+    step = build_step(g, d, loss, StepConfig(n_critic=2))
+    assert type(step) is GANStep and step.n_critic == 2
+    trainer = GANTrainer(step=step)
+    assert trainer.gan_step is step and trainer.generator is g and trainer.latent_dim == g.latent_dim
+    with pytest.raises(ValueError, match="generator"):
+        GANTrainer(g, step=step)
+    with pytest.raises(ValueError, match="g_optimizer"):
+        GANTrainer(step=step, g_optimizer=torch.optim.Adam(g.parameters()))
+
+
+def test_the_implementation_is_one_field_of_the_step_config():
+    g, d, loss = _fresh()
+    fused = GANTrainer(g, d, loss, step=StepConfig(implementation="fused")).gan_step
+    assert isinstance(fused, FusedDiscriminatorStep)
+    g, d, loss = _fresh()
+    own = GANTrainer(g, d, loss, step=StepConfig(implementation=FusedDiscriminatorStep)).gan_step
+    assert type(own) is FusedDiscriminatorStep
+    g, d, loss = _fresh()
+    with pytest.warns(UserWarning, match="cuda_graph"):  # not available on a CPU: the eager step, said once
+        assert type(build_step(g, d, loss, StepConfig(implementation="cuda_graph"))) is GANStep
+
+
+def test_the_trainer_does_not_re_declare_the_steps_options():
+    params = inspect.signature(GANTrainer.__init__).parameters
+    assert len(params) - 1 <= 10  # self excluded
+    assert not {"n_critic", "regularizers", "amp", "augment", "nonfinite", "compile", "capture"} & set(params)
 
 
 def test_swapped_optimizers_are_rejected():
@@ -362,7 +411,8 @@ def test_fused_discriminator_forward_is_the_same_math(tiny_data):
         torch.manual_seed(0)
         g, d = tiny_models(dropout=0.0)
         seed_everything(7)
-        t = GANTrainer(g, d, losses.NonSaturatingLoss(), step_class=FusedDiscriminatorStep if fused else None)
+        t = GANTrainer(g, d, losses.NonSaturatingLoss(),
+                       step=StepConfig(implementation=FusedDiscriminatorStep if fused else "eager"))
         t.fit(TensorLoader(tiny_data, batch_size=16, generator=torch.Generator().manual_seed(3)), epochs=2)
         results.append(([h.d_loss for h in t.state.history], _snapshot(g) + _snapshot(d)))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
@@ -375,4 +425,4 @@ def test_fused_discriminator_forward_refuses_batch_norm():
     d = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.BatchNorm1d(8),
                             torch.nn.Linear(8, 1))
     with pytest.raises(ValueError, match=r"FusedDiscriminatorStep.*BatchNorm1d"):
-        GANTrainer(g, d, losses.NonSaturatingLoss(), step_class=FusedDiscriminatorStep)
+        GANTrainer(g, d, losses.NonSaturatingLoss(), step=StepConfig(implementation=FusedDiscriminatorStep))

@@ -162,7 +162,7 @@ from torchgan_lite.training.events import (
     Handler,
     RemovableHandle,
 )
-from torchgan_lite.training.factory import build_step, default_adam
+from torchgan_lite.training.factory import IMPLEMENTATIONS, StepConfig, build_step, default_adam
 from torchgan_lite.training.fused import FusedDiscriminatorStep
 from torchgan_lite.training.graphed import WARMUP_STEPS, CudaGraphStep, capture_unsupported_reason
 from torchgan_lite.training.guard import (
@@ -171,8 +171,6 @@ from torchgan_lite.training.guard import (
     HostGuard,
     NoGuard,
     NonFinitePolicy,
-    OnBad,
-    SkipStep,
 )
 from torchgan_lite.training.state import (
     EpochStats,
@@ -201,6 +199,7 @@ __all__ = [
     "FORMAT",
     "HISTORY_COLUMNS",
     "IMAGE_SIZES",
+    "IMPLEMENTATIONS",
     "LOGGER_NAME",
     "METRIC_NAMES",
     "NUM_CLASSES",
@@ -255,7 +254,6 @@ __all__ = [
     "NonFinitePolicy",
     "NonSaturatingLoss",
     "Norm",
-    "OnBad",
     "OutputSpectralNorm",
     "ProgressBar",
     "R1Penalty",
@@ -263,7 +261,7 @@ __all__ = [
     "RemovableHandle",
     "SampleGrid",
     "SingularCovarianceWarning",
-    "SkipStep",
+    "StepConfig",
     "StepResult",
     "TensorBoardLogger",
     "TensorLoader",

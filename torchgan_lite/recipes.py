@@ -5,8 +5,7 @@ needs, so that the examples and the training CLI build every recipe the same way
 
     parts = build_parts("improved", generator, discriminator, loss="nonsaturating")
     trainer = GANTrainer(generator, discriminator, parts.loss, g_optimizer=parts.g_optimizer,
-                         d_optimizer=parts.d_optimizer, n_critic=parts.n_critic,
-                         regularizers=parts.regularizers, augment=parts.augment)
+                         d_optimizer=parts.d_optimizer, step=parts.step_config())
     for callback in parts.callbacks:      # before trainer.load_checkpoint, so a resume restores their state
         callback.attach(trainer)
 
@@ -32,6 +31,7 @@ from torchgan_lite.losses import penalties
 from torchgan_lite.losses.augment import DiffAugment
 from torchgan_lite.losses.penalties import LazyRegularizer, LeCamRegularizer, lazy_adam_hparams
 from torchgan_lite.nets.spectral import apply_spectral_norm
+from torchgan_lite.training.factory import StepConfig
 from torchgan_lite.utils.checks import check_int
 
 __all__ = ["LOSSES", "RECIPES", "SPECS", "RecipeSpec", "TrainingParts", "build_parts", "make_loss"]
@@ -121,6 +121,12 @@ class TrainingParts:
     n_critic: int
     augment: nn.Module | None = None
     callbacks: list[Any] = field(default_factory=list)
+
+    def step_config(self, **more: Any) -> StepConfig:
+        """The recipe's step options as a :class:`~torchgan_lite.StepConfig`; ``more`` adds the run's own
+        (``amp``, ``nonfinite``, ``implementation``)."""
+        return StepConfig(n_critic=self.n_critic, regularizers=tuple(self.regularizers), augment=self.augment,
+                          **more)
 
 
 def make_loss(name: str, real_label: float = 1.0) -> tuple[losses.GANLoss, list[Any], int]:

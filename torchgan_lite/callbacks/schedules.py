@@ -37,7 +37,7 @@ class LRSchedule:
 
     Args:
         scheduler: Any ``torch.optim.lr_scheduler`` scheduler (anything with ``step()``,
-            ``state_dict()`` and ``load_state_dict()``) over the trainer's ``g_optimizer``
+            ``state_dict()`` and ``load_state_dict()``) over the step's ``g_optimizer``
             or ``d_optimizer``. ``ReduceLROnPlateau`` needs a metric and is not supported.
         interval: ``"step"``: ``scheduler.step()`` at every STEP_END; ``"epoch"``: at every EPOCH_END.
         name: The checkpoint entry (default: ``"lr_schedule_g"`` or ``"lr_schedule_d"`` after
@@ -72,18 +72,18 @@ class LRSchedule:
         compares the schedule's ``initial_lr`` with the saved run's (not the moving ``lr``) and
         continues from the saved rates.
         """
-        for attr in ("add_callback", "register_state", "g_optimizer", "d_optimizer"):
+        for attr in ("add_callback", "register_state", "gan_step"):
             if not hasattr(trainer, attr):
                 raise TypeError(f"trainer must be a GANTrainer (no {attr!r}), got {type(trainer).__name__}")
         optimizer = getattr(self.scheduler, "optimizer", None)
         if self.name is None:
-            if optimizer is trainer.g_optimizer:
+            if optimizer is trainer.gan_step.g_optimizer:
                 self.name = "lr_schedule_g"
-            elif optimizer is trainer.d_optimizer:
+            elif optimizer is trainer.gan_step.d_optimizer:
                 self.name = "lr_schedule_d"
             else:
-                raise ValueError("the scheduler drives neither trainer.g_optimizer nor trainer.d_optimizer; "
-                                 "give it name= to attach it anyway")
+                raise ValueError("the scheduler drives neither trainer.gan_step.g_optimizer nor "
+                                 "trainer.gan_step.d_optimizer; give it name= to attach it anyway")
         trainer.register_state(self.name, self)
         return [trainer.add_callback(_INTERVALS[self.interval], self._on_event)]
 

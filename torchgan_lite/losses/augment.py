@@ -9,7 +9,7 @@ Data", ADA). The step applies ``augment(x)`` to each discriminator input
 (docs/architecture.md):
 
     augment = DiffAugment("color,translation,cutout", p=1.0)
-    trainer = GANTrainer(G, D, loss, augment=augment)
+    trainer = GANTrainer(G, D, loss, step=StepConfig(augment=augment))
     AdaptiveAugment(augment, target=0.6).attach(trainer)   # ADA: p follows D's overfitting
 
 The transforms are those of the authors' ``DiffAugment_pytorch.py``, per sample:

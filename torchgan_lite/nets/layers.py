@@ -19,7 +19,7 @@ drawing its masks (see docs/benchmarks.md). Both layers keep ``nn.Dropout``'s an
   everywhere else (CUDA, autocast, ``torch.compile``, other dtypes, inputs that are
   not 2-D, a failed self-check) it *is* ``nn.Linear``. Its custom autograd function
   has no ``setup_context``, so ``torch.func`` transforms (vmap, per-sample gradients)
-  do not support it. ``GANTrainer(compile=True)`` does not replace it: in training,
+  do not support it. ``StepConfig(implementation="compiled")`` does not replace it: in training,
   Inductor keeps float32 products on MKL. docs/benchmarks.md has the numbers behind this choice.
 
 The builders' ``fast_layers=True`` gives ``nn.Linear`` and :class:`MaskDropout`;

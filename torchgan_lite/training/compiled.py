@@ -1,4 +1,4 @@
-"""The training step through ``torch.compile``: ``GANTrainer(..., compile=True)``.
+"""The training step through ``torch.compile``: ``StepConfig(implementation="compiled")``.
 
 :class:`CompiledGANStep` is a :class:`~torchgan_lite.training.step.GANStep` whose two updates
 run their forward passes and losses as two compiled functions, built once:

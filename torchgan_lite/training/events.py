@@ -16,14 +16,14 @@ from __future__ import annotations
 import enum
 import itertools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from torchgan_lite.training.trainer import GANTrainer
+from typing import Any, Generic, TypeVar
 
 __all__ = ["Event", "EventHandlers", "Handler", "RemovableHandle"]
 
-Handler = Callable[["GANTrainer"], Any]
+#: What handlers receive: the trainer (this module knows it only as a type parameter, so it
+#: imports nothing from the trainer).
+T = TypeVar("T")
+Handler = Callable[[T], Any]
 
 
 class Event(enum.Enum):
@@ -55,7 +55,7 @@ _EPOCH_EVENTS = frozenset({Event.EPOCH_START, Event.EPOCH_END})
 class RemovableHandle:
     """Returned by ``add_callback``; ``remove()`` unregisters the handler (idempotent)."""
 
-    def __init__(self, registry: EventHandlers, event: Event, key: int) -> None:
+    def __init__(self, registry: EventHandlers[Any], event: Event, key: int) -> None:
         self._registry = registry
         self.event = event
         self._key = key
@@ -69,15 +69,15 @@ class RemovableHandle:
         return self._key in self._registry._handlers[self.event]
 
 
-class EventHandlers:
+class EventHandlers(Generic[T]):
     """Per-event ordered handler lists. The trainer owns one; users go through the trainer."""
 
     def __init__(self) -> None:
         # dicts keep insertion order, so handlers run in registration order
-        self._handlers: dict[Event, dict[int, tuple[Handler, int]]] = {e: {} for e in Event}
+        self._handlers: dict[Event, dict[int, tuple[Handler[T], int]]] = {e: {} for e in Event}
         self._keys = itertools.count()
 
-    def add(self, event: Event, fn: Handler, every: int = 1) -> RemovableHandle:
+    def add(self, event: Event, fn: Handler[T], every: int = 1) -> RemovableHandle:
         """Register ``fn(trainer)`` for ``event``; see the module docstring for ``every``."""
         if not isinstance(event, Event):
             raise TypeError(f"event must be a torchgan_lite.Event, got {event!r} ({type(event).__name__}); "
@@ -94,12 +94,12 @@ class EventHandlers:
         self._handlers[event][key] = (fn, every)
         return RemovableHandle(self, event, key)
 
-    def on(self, event: Event, every: int = 1) -> Callable[[Handler], Handler]:
+    def on(self, event: Event, every: int = 1) -> Callable[[Handler[T]], Handler[T]]:
         """Decorator form of :meth:`add`: registers ``fn`` and returns it unchanged."""
         if not isinstance(event, Event):
             raise TypeError(f"event must be a torchgan_lite.Event, got {event!r}")
 
-        def decorator(fn: Handler) -> Handler:
+        def decorator(fn: Handler[T]) -> Handler[T]:
             self.add(event, fn, every)
             return fn
 
@@ -109,7 +109,7 @@ class EventHandlers:
         """Whether any handler is registered for ``event`` (lets the trainer skip work)."""
         return bool(self._handlers[event])
 
-    def fire(self, event: Event, trainer: GANTrainer, count: int = 0) -> None:
+    def fire(self, event: Event, trainer: T, count: int = 0) -> None:
         """Run the handlers of ``event`` whose ``every`` divides ``count``."""
         handlers = self._handlers[event]
         if not handlers:

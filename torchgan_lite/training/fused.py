@@ -4,7 +4,7 @@ One backward instead of two summed gradient sets, larger matmuls, fewer kernels 
 GPU the step is launch-bound, so kernels count). The same math as
 :class:`~torchgan_lite.training.step.GANStep` for a discriminator that treats samples
 independently (its dropout masks are drawn in another order); wrong for one with batch
-statistics, which it refuses. Opt in with ``GANTrainer(..., step_class=FusedDiscriminatorStep)``.
+statistics, which it refuses. Opt in with ``StepConfig(implementation="fused")``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The whole training step as one CUDA graph: ``GANTrainer(..., capture="cuda_graph")``.
+"""The whole training step as one CUDA graph: ``StepConfig(implementation="cuda_graph")``.
 
 On a GPU the reference model is launch-bound: a step is about 175 small kernels and
 about 4 GFLOP, so Python dispatch and kernel launches, not arithmetic, set its speed.
@@ -50,7 +50,7 @@ def capture_unsupported_reason(device: torch.device, regularizers: Sequence[Any]
     if world_size > 1:
         return "data-parallel all-reduces are not captured here"
     if policy.every == 1:
-        return "nonfinite checks every update on the host; use nonfinite=N (the CUDA default) or 0"
+        return "nonfinite checks every update on the host; use StepConfig(nonfinite=N) (the CUDA default) or 0"
     for name, opt in (("g_optimizer", g_optimizer), ("d_optimizer", d_optimizer)):
         if not opt.defaults.get("capturable", False):
             return f"{name} was not built with capturable=True (e.g. torch.optim.Adam(..., capturable=True))"

@@ -1,7 +1,7 @@
 """What a training step does about NaN, infinity and divergence: a policy and three guards.
 
 :class:`NonFinitePolicy` is the small typed value a user writes
-(``GANTrainer(..., nonfinite=NonFinitePolicy(every=100))``); it builds the guard that
+(``StepConfig(nonfinite=NonFinitePolicy(every=100))``); it builds the guard that
 the step calls at two points of every update:
 
 - ``check_loss(which, loss)``: after the forward pass, before ``backward()``;
@@ -17,8 +17,10 @@ the optimizer state stay what they were.
 The guards:
 
 - :class:`HostGuard` (``every=1``, the CPU default): reads each verdict on the host
-  (free on a CPU, one synchronisation per update on a GPU); a bad update calls the
-  ``on_bad`` callback, which may ask to skip the step (:class:`SkipStep`) or raises.
+  (free on a CPU, one synchronisation per update on a GPU); a bad update raises
+  :class:`~torchgan_lite.training.state.NonFiniteLossError` with ``skippable=True`` before
+  anything of it is applied. The step never calls up into its owner: the trainer catches
+  that one exception type and decides (a ``NONFINITE`` handler may drop the step).
 - :class:`DeferredGuard` (``every=N``, the accelerator default): records the first bad
   step on the device with no host read, and :meth:`DeferredGuard.poll` raises every N
   steps. It cannot skip: the bad update has been applied by the time it is read.
@@ -36,14 +38,10 @@ import torch
 
 from torchgan_lite.training.state import NonFiniteLossError
 
-__all__ = ["DeferredGuard", "Guard", "HostGuard", "NoGuard", "NonFinitePolicy", "OnBad", "SkipStep"]
+__all__ = ["DeferredGuard", "Guard", "HostGuard", "NoGuard", "NonFinitePolicy"]
 
 #: sqrt(float32 max) ~ 1.8e19: past this a squared gradient (Adam's second moment) is infinite.
 ADAM_SAFE_GRAD_NORM = 1e18
-
-
-class SkipStep(Exception):
-    """Raised by a guard when the ``on_bad`` callback asked to drop the current step."""
 
 
 class Guard(Protocol):
@@ -58,14 +56,6 @@ class Guard(Protocol):
     def poll(self, step: int, force: bool = False) -> None: ...
 
     def reset(self, step: int = 0) -> None: ...
-
-
-#: ``on_bad(which, value, reason)``: return to skip the step, or raise.
-OnBad = Callable[[str, float, str], None]
-
-
-def _default_on_bad(which: str, value: float, reason: str) -> None:
-    raise NonFiniteLossError(f"{reason} in the {which} update; no update was applied")
 
 
 def _total_norm(params: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -102,16 +92,14 @@ class HostGuard(NoGuard):
     Args:
         max_loss: A finite loss whose magnitude passes this counts as diverging.
         max_grad_norm: A total gradient norm above this counts as diverging.
-        on_bad: Called with ``(which, value, reason)``; returns to skip the step, or raises.
         agree: With several processes, maps a local 0-d bool "ok" to the verdict of all
             ranks (an all-reduce), so that every rank stops or skips together.
     """
 
-    def __init__(self, max_loss: float, max_grad_norm: float, on_bad: OnBad = _default_on_bad,
+    def __init__(self, max_loss: float, max_grad_norm: float,
                  agree: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.max_loss = max_loss
         self.max_grad_norm = max_grad_norm
-        self.on_bad = on_bad
         self.agree = agree
 
     def _verdict(self, which: str, value: torch.Tensor, limit: float, what: str) -> None:
@@ -127,8 +115,8 @@ class HostGuard(NoGuard):
             reason = f"{what} {v:.3g} above the guard's limit {limit:.3g} (the run is diverging)"
         else:
             reason = f"non-finite {what} on another rank (here it was {v})"
-        self.on_bad(which, v, reason)
-        raise SkipStep
+        raise NonFiniteLossError(f"{reason} in the {which} update; no update was applied", which=which, value=v,
+                                 skippable=True, reason=reason)
 
     def check_loss(self, which: str, loss: torch.Tensor) -> None:
         self._verdict(which, loss.detach(), self.max_loss, f"{which} loss")
@@ -228,12 +216,12 @@ class NonFinitePolicy:
         raise TypeError(f"nonfinite must be 'auto', an int (0: off, 1: every update, N: every N steps) or a "
                         f"NonFinitePolicy, got {value!r}")
 
-    def make_guard(self, device: torch.device, on_bad: OnBad = _default_on_bad,
+    def make_guard(self, device: torch.device,
                    agree_ok: Callable[[torch.Tensor], torch.Tensor] | None = None,
                    agree_max: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Guard:
         """The guard this policy describes."""
         if self.every == 0:
             return NoGuard()
         if self.every == 1:
-            return HostGuard(self.max_loss, self.max_grad_norm, on_bad, agree_ok)
+            return HostGuard(self.max_loss, self.max_grad_norm, agree_ok)
         return DeferredGuard(self.every, device, self.max_loss, self.max_grad_norm, agree_max)

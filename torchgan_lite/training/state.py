@@ -11,7 +11,27 @@ __all__ = ["EpochStats", "NonFiniteLossError", "StepResult", "TrainerState", "Tr
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A loss or gradient became NaN, infinite or diverging; raised before the update that would apply it."""
+    """A loss or gradient became NaN, infinite or diverging.
+
+    The one exception type a step's guard raises. A :class:`~torchgan_lite.training.guard.HostGuard`
+    raises it before the update that would apply the bad value (``skippable=True``: nothing of
+    that update was applied, so the trainer may drop the step); a deferred check raises it after
+    the fact (``skippable=False``).
+
+    Attributes:
+        which: ``"discriminator"`` or ``"generator"`` (None when not known, e.g. a deferred check).
+        value: The offending loss or gradient norm (NaN when not known).
+        reason: What was wrong, in words.
+        skippable: Whether the step can be dropped with no update of the failing network applied.
+    """
+
+    def __init__(self, message: str, which: str | None = None, value: float = float("nan"),
+                 skippable: bool = False, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = message if reason is None else reason
+        self.which = which
+        self.value = value
+        self.skippable = skippable
 
 
 class TrainingInterrupted(KeyboardInterrupt):

@@ -1,7 +1,10 @@
 """GANTrainer: the epoch loop around a training step, with events, signals and checkpoints.
 
 The step itself (n_critic discriminator updates, one generator update) is a
-:class:`~torchgan_lite.training.step.GANStep` chosen once at construction (:mod:`torchgan_lite.steps`).
+:class:`~torchgan_lite.training.step.GANStep` built once, by :func:`~torchgan_lite.build_step` from the
+parts and a :class:`~torchgan_lite.StepConfig`, or handed over built. A bad update is the one
+exception type the step's guard raises (:class:`NonFiniteLossError`); the trainer catches it and
+lets ``NONFINITE`` handlers drop the step.
 The trainer runs one loop over it, fires events, stops cleanly on a first Ctrl-C or
 SIGTERM, samples, and composes checkpoints from each part's ``state_dict``
 (``docs/architecture.md``).
@@ -25,25 +28,23 @@ from torch import nn
 
 from torchgan_lite.checkpoints import rng
 from torchgan_lite.losses.adversarial import GANLoss
-from torchgan_lite.losses.penalties import Regularizer
 from torchgan_lite.training import restore as resume
 from torchgan_lite.training.events import Event, EventHandlers, Handler, RemovableHandle
-from torchgan_lite.training.factory import build_step
-from torchgan_lite.training.guard import NonFinitePolicy, SkipStep
+from torchgan_lite.training.factory import StepConfig, build_step
 from torchgan_lite.training.signals import finish_step_on_signals
 from torchgan_lite.training.state import EpochStats, NonFiniteLossError, StepResult, TrainerState, TrainingInterrupted
 from torchgan_lite.training.step import GANStep
 from torchgan_lite.training.validation import (
     check_batch,
     check_fit_data,
+    check_parts,
     check_registrable,
     check_sample_request,
-    check_trainer_arguments,
     local_rank_device,
     probe,
 )
 from torchgan_lite.utils import distributed as dist_utils
-from torchgan_lite.utils.checks import check_int
+from torchgan_lite.utils.checks import check_int, describe
 from torchgan_lite.utils.runtime import resolve_device
 
 __all__ = ["GANTrainer"]
@@ -51,7 +52,14 @@ __all__ = ["GANTrainer"]
 
 
 class GANTrainer:
-    """Trains a generator against a discriminator with a value-only loss object.
+    """Trains a generator against a discriminator: one loop over a training step, with events.
+
+    Give it the parts (``generator``, ``discriminator``, ``loss`` and optionally optimizers and a
+    :class:`~torchgan_lite.StepConfig`), which it hands to :func:`~torchgan_lite.build_step`, or a
+    step already built (``step=build_step(...)``, or a :class:`~torchgan_lite.GANStep` subclass of your
+    own), which it runs as it is. The step owns everything about one update (loss, optimizers,
+    ``n_critic``, regularizers, autocast, augmentation, the non-finite guard); the trainer owns the
+    loop, events, signals, sampling and checkpoints.
 
     Args:
         generator: Maps noise ``(B, latent_dim)`` to samples ``(B, *sample_shape)``
@@ -59,22 +67,15 @@ class GANTrainer:
         discriminator: Maps samples to one logit each, ``(B,)`` or ``(B, 1)``.
         loss: An object with ``discriminator_loss(real_logits, fake_logits)`` and
             ``generator_loss(fake_logits)`` (see :mod:`torchgan_lite.losses`).
+        step: A :class:`~torchgan_lite.StepConfig` (how the step trains; None: the defaults), or a
+            built :class:`~torchgan_lite.GANStep` (then pass no other part).
         g_optimizer, d_optimizer: Over each network's parameters. Default: the recipe's Adam(2e-4).
         latent_dim: Noise size. None: the generator's ``latent_dim`` attribute.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"auto"`` or a ``torch.device``; the models move there.
-        n_critic: Discriminator updates per generator update (5 for WGAN-GP).
-        regularizers: Penalties added to the discriminator loss inside its one backward
-            (``reg(D, real, fake)``, or ``reg(real_logits, fake_logits)`` with ``uses_logits = True``).
-        amp: None (float32, the recipe's numerics) or ``"bf16"`` (bfloat16 autocast of the forwards).
-        augment: ``x -> x`` applied to every discriminator input (:mod:`torchgan_lite.augment`), or None.
-        nonfinite: ``"auto"`` (every update on a CPU, every 100 steps on an accelerator), an int (0: off,
-            N: every N steps) or a :class:`~torchgan_lite.NonFinitePolicy`; see :mod:`torchgan_lite.guard`.
+            With a built step: None (the step's device).
         distributed: None: data-parallel when a process group exists or torchrun's ``WORLD_SIZE`` > 1
-            (:mod:`torchgan_lite.distributed`); False: never.
-        capture: None or ``"cuda_graph"``: the step recorded once and replayed (:mod:`torchgan_lite.graphed`).
-        compile: The step through ``torch.compile`` (:mod:`torchgan_lite.compiled`).
-        step_class: A :class:`~torchgan_lite.training.step.GANStep` subclass to run instead (your own, or
-            :class:`~torchgan_lite.training.fused.FusedDiscriminatorStep`), built with the same arguments.
+            (:mod:`torchgan_lite.utils.distributed`); False: never. With a built step, the step's
+            ``rank`` and ``world_size`` are used.
 
     Seed first (:func:`torchgan_lite.seed_everything`) to fix the weights, the noise and the data order.
 
@@ -85,47 +86,56 @@ class GANTrainer:
 
     def __init__(
         self,
-        generator: nn.Module,
-        discriminator: nn.Module,
-        loss: GANLoss,
+        generator: nn.Module | None = None,
+        discriminator: nn.Module | None = None,
+        loss: GANLoss | None = None,
         *,
+        step: StepConfig | GANStep | None = None,
         g_optimizer: torch.optim.Optimizer | None = None,
         d_optimizer: torch.optim.Optimizer | None = None,
         latent_dim: int | None = None,
-        device: torch.device | str = "cpu",
-        n_critic: int = 1,
-        regularizers: Sequence[Regularizer] = (),
-        amp: str | None = None,
-        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        nonfinite: NonFinitePolicy | int | str = "auto",
+        device: torch.device | str | None = "cpu",
         distributed: bool | None = None,
-        capture: str | None = None,
-        compile: bool = False,
-        step_class: type[GANStep] | None = None,
     ) -> None:
-        latent_dim, num_classes = check_trainer_arguments(
-            generator, discriminator, loss, latent_dim=latent_dim, n_critic=n_critic, regularizers=regularizers,
-            amp=amp, augment=augment, distributed=distributed, capture=capture, compile=compile)
-        self.device = resolve_device(local_rank_device(device) if distributed is not False else device)
-        self.rank, self.world_size = dist_utils.init_from_env(self.device) if distributed is not False else (0, 1)
-        if distributed and self.world_size == 1:
-            warnings.warn("distributed=True but no process group is initialised and WORLD_SIZE is not > 1: "
-                          "training on one process", stacklevel=2)
-        generator, discriminator = generator.to(self.device), discriminator.to(self.device)
-        dist_utils.broadcast_module(generator)
-        dist_utils.broadcast_module(discriminator)
-        self.latent_dim: int = latent_dim
-        self.num_classes: int | None = num_classes
-        self.param_dtype = next(iter(generator.parameters())).dtype
-        self.sample_shape = probe(generator, discriminator, loss, regularizers, latent_dim, num_classes,
-                                  self.device, self.param_dtype)
-        self.nonfinite = NonFinitePolicy.parse(nonfinite, self.device)
-        #: The training step in use (a :class:`~torchgan_lite.training.step.GANStep` or a subclass; :mod:`.steps`).
-        self.gan_step: GANStep = build_step(
-            generator, discriminator, loss, g_optimizer, d_optimizer, device=self.device, policy=self.nonfinite,
-            on_bad=self._on_nonfinite, capture=capture, compile=compile, step_class=step_class,
-            latent_dim=latent_dim, num_classes=num_classes, n_critic=n_critic, regularizers=regularizers, amp=amp,
-            augment=augment, rank=self.rank, world_size=self.world_size)
+        if distributed is not None and not isinstance(distributed, bool):
+            raise TypeError(f"distributed must be a bool or None, got {describe(distributed)}")
+        if isinstance(step, GANStep):
+            given = {"generator": generator, "discriminator": discriminator, "loss": loss,
+                     "g_optimizer": g_optimizer, "d_optimizer": d_optimizer, "latent_dim": latent_dim}
+            extra = [name for name, value in given.items() if value is not None]
+            if extra:
+                raise ValueError(f"step is a built GANStep, which holds its parts: do not also pass {', '.join(extra)}")
+            if device not in (None, "cpu") and resolve_device(device) != step.device:
+                raise ValueError(f"device={device!r} but the step runs on {step.device}")
+            gan_step = step
+            self.device = step.device
+            self.rank, self.world_size = step.rank, step.world_size
+        else:
+            if step is not None and not isinstance(step, StepConfig):
+                raise TypeError(f"step must be a StepConfig, a GANStep or None, got {describe(step)}")
+            check_parts(generator, discriminator, loss, latent_dim)
+            assert generator is not None and discriminator is not None
+            if device is None:
+                raise TypeError("device=None means the device of a built step; with the parts, pass 'cpu', 'cuda', "
+                                "'cuda:N', 'auto' or a torch.device")
+            self.device = resolve_device(local_rank_device(device) if distributed is not False else device)
+            self.rank, self.world_size = dist_utils.init_from_env(self.device) if distributed is not False else (0, 1)
+            if distributed and self.world_size == 1:
+                warnings.warn("distributed=True but no process group is initialised and WORLD_SIZE is not > 1: "
+                              "training on one process", stacklevel=2)
+            generator, discriminator = generator.to(self.device), discriminator.to(self.device)
+            dist_utils.broadcast_module(generator)
+            dist_utils.broadcast_module(discriminator)
+            gan_step = build_step(generator, discriminator, loss, step, g_optimizer=g_optimizer,
+                                  d_optimizer=d_optimizer, latent_dim=latent_dim, device=self.device,
+                                  rank=self.rank, world_size=self.world_size)
+        #: The training step in use (a :class:`~torchgan_lite.GANStep` or a subclass; :mod:`.factory`).
+        self.gan_step: GANStep = gan_step
+        self.latent_dim: int = gan_step.latent_dim
+        self.num_classes: int | None = gan_step.num_classes
+        self.param_dtype = gan_step.param_dtype
+        self.sample_shape = probe(gan_step.generator, gan_step.discriminator, gan_step.loss, gan_step.regularizers,
+                                  self.latent_dim, self.num_classes, self.device, self.param_dtype)
         self.state = TrainerState()
         #: An averaged copy of the generator (set by :class:`~torchgan_lite.GeneratorEMA`); ``sample`` prefers it.
         self.ema_generator: nn.Module | None = None
@@ -133,7 +143,7 @@ class GANTrainer:
         self.data: Iterable[Any] | None = None
         #: True while a step is under way: a checkpoint now would hold half a step.
         self.in_step = False
-        self._events = EventHandlers()
+        self._events: EventHandlers[GANTrainer] = EventHandlers()
         self._terminate = False
         self._signal: int | None = None
         self._skip_requested = False
@@ -144,22 +154,17 @@ class GANTrainer:
         self._lost_position = False  # resumed mid-epoch from data that could not save its position
         self._registered: dict[str, Any] = {}
 
-    generator = property(lambda self: self.gan_step.generator, doc="The generator being trained.")
-    discriminator = property(lambda self: self.gan_step.discriminator, doc="The discriminator being trained.")
-    loss = property(lambda self: self.gan_step.loss, doc="The loss object.")
-    g_optimizer = property(lambda self: self.gan_step.g_optimizer, doc="The generator's optimizer.")
-    d_optimizer = property(lambda self: self.gan_step.d_optimizer, doc="The discriminator's optimizer.")
-    n_critic = property(lambda self: self.gan_step.n_critic, doc="Discriminator updates per step.")
-    regularizers = property(lambda self: self.gan_step.regularizers, doc="The discriminator's penalties.")
-    amp = property(lambda self: self.gan_step.amp, doc="None or 'bf16'.")
+    generator = property(lambda self: self.gan_step.generator, doc="The generator being trained (the step's).")
+    discriminator = property(lambda self: self.gan_step.discriminator,
+                             doc="The discriminator being trained (the step's).")
 
     # ------------------------------------------------------------------ events
 
-    def add_callback(self, event: Event, fn: Handler, every: int = 1) -> RemovableHandle:
+    def add_callback(self, event: Event, fn: Handler[GANTrainer], every: int = 1) -> RemovableHandle:
         """Register ``fn(trainer)`` to run at ``event``; returns a handle whose ``remove()`` unregisters it."""
         return self._events.add(event, fn, every)
 
-    def on(self, event: Event, every: int = 1) -> Callable[[Handler], Handler]:
+    def on(self, event: Event, every: int = 1) -> Callable[[Handler[GANTrainer]], Handler[GANTrainer]]:
         """Decorator form of :meth:`add_callback`: ``@trainer.on(Event.EPOCH_END, every=5)``."""
         return self._events.on(event, every)
 
@@ -187,14 +192,19 @@ class GANTrainer:
         """True on rank 0 (and on a single process): the one that writes files and prints."""
         return self.rank == 0
 
-    def _on_nonfinite(self, which: str, value: float, reason: str) -> None:
-        self.state.nonfinite = {"step": self.state.step + 1, "which": which, "loss": value, "reason": reason}
+    def _skip_on_nonfinite(self, err: NonFiniteLossError) -> bool:
+        """The step refused a bad update: NONFINITE handlers decide whether to drop the step (True)."""
+        if not err.skippable:
+            return False
+        st = self.state
+        st.nonfinite = {"step": st.step + 1, "which": err.which, "loss": err.value, "reason": err.reason}
         self._skip_requested = False
         self.fire(Event.NONFINITE)
-        if not self._skip_requested:
-            raise NonFiniteLossError(f"{reason} at step {self.state.step + 1}; no update was applied. Lower the "
-                                     "learning rate, check the data, or add a NONFINITE handler that calls "
-                                     "trainer.skip_step()")
+        if self._skip_requested:
+            return True
+        err.args = (f"{err.reason} at step {st.step + 1}; no update was applied. Lower the learning rate, check "
+                    "the data, or add a NONFINITE handler that calls trainer.skip_step()",)
+        return False
 
     def noise(self, n: int) -> torch.Tensor:
         """``n`` noise vectors ``(n, latent_dim)`` ~ N(0, I) on the device, from torch's global RNG."""
@@ -202,12 +212,15 @@ class GANTrainer:
 
     def train_step(self, batch: torch.Tensor | Sequence[torch.Tensor]) -> StepResult:
         """One training step on a batch ``(B, *sample_shape)`` (or ``(images, labels)``); advances ``state.step``."""
-        real, labels = check_batch(self, batch)
+        real, labels = check_batch(batch, sample_shape=self.sample_shape, num_classes=self.num_classes,
+                                   device=self.device, dtype=self.param_dtype)
         st = self.state
         self.in_step = True
         try:
             result = self.gan_step.step(real, labels)
-        except SkipStep:
+        except NonFiniteLossError as err:
+            if not self._skip_on_nonfinite(err):
+                raise  # in_step stays True: a half step is not checkpointed until a good state is loaded
             st.skipped_steps += 1
             result = st.last if st.last is not None else StepResult(*(torch.full((), math.nan),) * 4)
         else:
@@ -314,7 +327,10 @@ class GANTrainer:
             labels: Conditional generators: int64 classes ``(n,)``; None draws them uniformly.
             use_ema: Sample from ``ema_generator`` when one is attached.
         """
-        z, labels = check_sample_request(self, n, z, labels)
+        z, labels = check_sample_request(n, z, labels, latent_dim=self.latent_dim, num_classes=self.num_classes,
+                                         device=self.device, dtype=self.param_dtype)
+        if z is None:
+            z = self.noise(n)
         g = self.ema_generator if (use_ema and self.ema_generator is not None) else self.generator
         mode = g.training
         g.eval()

@@ -9,19 +9,23 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from torchgan_lite.utils.checks import check_int
 
-if TYPE_CHECKING:
-    from torchgan_lite.training.trainer import GANTrainer
-
 __all__ = [
-    "check_batch", "check_fit_data", "check_labels", "check_optimizer", "check_registrable",
-    "check_sample_request", "check_trainer_arguments", "local_rank_device", "probe"
+    "check_batch",
+    "check_fit_data",
+    "check_labels",
+    "check_optimizer",
+    "check_parts",
+    "check_registrable",
+    "check_sample_request",
+    "local_rank_device",
+    "probe"
 ]
 
 
@@ -118,19 +122,24 @@ def check_fit_data(data: object, world_size: int) -> int | None:
     return steps
 
 
-def check_batch(trainer: GANTrainer, batch: object) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Validate one batch; returns ``(real, labels)`` on the device (labels None if unconditional)."""
+def check_batch(batch: object, *, sample_shape: tuple[int, ...], num_classes: int | None, device: torch.device,
+                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate one batch against the models' sample shape, classes, device and dtype.
+
+    Returns:
+        ``(real, labels)`` on ``device`` (labels None if unconditional).
+    """
     labels = None
     if isinstance(batch, (tuple, list)):
         if not batch:
             raise ValueError("batch is an empty tuple; expected a tensor or (images, labels)")
-        if trainer.num_classes is not None:
+        if num_classes is not None:
             if len(batch) < 2:
                 raise ValueError("a conditional generator needs (images, labels) batches, got a 1-tuple")
             labels = batch[1]
         batch = batch[0]  # (images, labels): an unconditional trainer uses the images
-    elif trainer.num_classes is not None:
-        raise TypeError(f"the generator is conditional (num_classes={trainer.num_classes}): batches must be "
+    elif num_classes is not None:
+        raise TypeError(f"the generator is conditional (num_classes={num_classes}): batches must be "
                         f"(images, labels), got a {type(batch).__name__}; use TensorLoader(images, labels)")
     real = batch
     if not isinstance(real, torch.Tensor):
@@ -143,18 +152,18 @@ def check_batch(trainer: GANTrainer, batch: object) -> tuple[torch.Tensor, torch
     if not real.is_floating_point():
         raise TypeError(f"real must be a floating-point tensor in the generator's range (e.g. [-1, 1]), "
                         f"got dtype {real.dtype}; convert integer images with x.float() / 127.5 - 1")
-    if real.dtype != trainer.param_dtype:
-        raise TypeError(f"real has dtype {real.dtype} but the models are {trainer.param_dtype}; "
-                        f"convert it with .to({trainer.param_dtype})")
-    if real.dim() < 2 or tuple(real.shape[1:]) != trainer.sample_shape:
+    if real.dtype != dtype:
+        raise TypeError(f"real has dtype {real.dtype} but the models are {dtype}; "
+                        f"convert it with .to({dtype})")
+    if real.dim() < 2 or tuple(real.shape[1:]) != sample_shape:
         raise ValueError(f"real has shape {tuple(real.shape)} but the generator makes samples of shape "
-                         f"(B, {', '.join(map(str, trainer.sample_shape))}): the data and the models must agree")
+                         f"(B, {', '.join(map(str, sample_shape))}): the data and the models must agree")
     if real.shape[0] < 1:
         raise ValueError("real is an empty batch (0 samples)")
-    if real.device != trainer.device:
-        real = real.to(trainer.device, non_blocking=True)
-    if labels is not None:
-        labels = check_labels(trainer, labels, real.shape[0])
+    if real.device != device:
+        real = real.to(device, non_blocking=True)
+    if labels is not None and num_classes is not None:
+        labels = check_labels(labels, real.shape[0], num_classes, device)
     return real, labels
 
 
@@ -167,29 +176,34 @@ def check_registrable(name: object, obj: object) -> object:
     return obj
 
 
-def check_sample_request(trainer: GANTrainer, n: object, z: object, labels: object
-                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``GANTrainer.sample``'s arguments checked; returns the noise and labels on the device (drawn if None)."""
+def check_sample_request(n: object, z: object, labels: object, *, latent_dim: int, num_classes: int | None,
+                         device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``GANTrainer.sample``'s arguments checked.
+
+    Returns:
+        The noise (None: to be drawn) and labels on the device (drawn uniformly if None for a
+        conditional generator).
+    """
     check_int("n", n, 1)
     assert isinstance(n, int)
-    if z is None:
-        z = trainer.noise(n)
-    elif not isinstance(z, torch.Tensor):
-        raise TypeError(f"z must be a torch.Tensor or None, got {type(z).__name__}")
-    elif tuple(z.shape) != (n, trainer.latent_dim):
-        raise ValueError(f"z must have shape (n, latent_dim) = ({n}, {trainer.latent_dim}), got {tuple(z.shape)}")
-    z = z.to(trainer.device, trainer.param_dtype)
-    if trainer.num_classes is None:
+    if z is not None:
+        if not isinstance(z, torch.Tensor):
+            raise TypeError(f"z must be a torch.Tensor or None, got {type(z).__name__}")
+        if tuple(z.shape) != (n, latent_dim):
+            raise ValueError(f"z must have shape (n, latent_dim) = ({n}, {latent_dim}), got {tuple(z.shape)}")
+        z = z.to(device, dtype)
+    if num_classes is None:
         if labels is not None:
             raise ValueError("labels were given but the generator is not conditional (no num_classes)")
         return z, None
     if labels is None:
-        return z, torch.randint(0, trainer.num_classes, (n,), device=trainer.device)
-    return z, check_labels(trainer, labels.cpu() if isinstance(labels, torch.Tensor) else labels, n)
+        return z, torch.randint(0, num_classes, (n,), device=device)
+    return z, check_labels(labels.cpu() if isinstance(labels, torch.Tensor) else labels, n, num_classes, device)
 
 
-def check_labels(trainer: GANTrainer, labels: object, n: int, name: str = "labels") -> torch.Tensor:
-    assert trainer.num_classes is not None
+def check_labels(labels: object, n: int, num_classes: int, device: torch.device, name: str = "labels"
+                 ) -> torch.Tensor:
+    """Class indices: an int64 tensor ``(n,)`` in ``[0, num_classes)``; returned on ``device``."""
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(labels).__name__}")
     if labels.dtype != torch.int64:
@@ -198,9 +212,9 @@ def check_labels(trainer: GANTrainer, labels: object, n: int, name: str = "label
         raise ValueError(f"{name} must have shape ({n},), one per sample, got {tuple(labels.shape)}")
     if labels.device.type == "cpu":  # a free check on the host; on a GPU it would be a sync per step
         lo, hi = int(labels.min()), int(labels.max())
-        if lo < 0 or hi >= trainer.num_classes:
-            raise ValueError(f"{name} must be in [0, {trainer.num_classes}), got values in [{lo}, {hi}]")
-    return labels.to(trainer.device, non_blocking=True)
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"{name} must be in [0, {num_classes}), got values in [{lo}, {hi}]")
+    return labels.to(device, non_blocking=True)
 
 
 def _instance(name: str, value: object, *methods: str) -> None:
@@ -212,11 +226,9 @@ def _instance(name: str, value: object, *methods: str) -> None:
                             "(see torchgan_lite.losses)")
 
 
-def check_trainer_arguments(
-    generator: object, discriminator: object, loss: object, *, latent_dim: object, n_critic: object,
-    regularizers: object, amp: object, augment: object, distributed: object, capture: object, compile: object,
-) -> tuple[int, int | None]:
-    """Check ``GANTrainer``'s arguments (before any is used).
+def check_parts(generator: object, discriminator: object, loss: object, latent_dim: object
+                ) -> tuple[int, int | None]:
+    """Check a step's parts before any is used.
 
     Returns:
         ``(latent_dim, num_classes)``: the noise size (from the generator's ``latent_dim``
@@ -233,30 +245,11 @@ def check_trainer_arguments(
     if generator is discriminator:
         raise ValueError("generator and discriminator must be two different modules")
     _instance("loss", loss, "discriminator_loss", "generator_loss")
-    check_int("n_critic", n_critic, 1)
-    if isinstance(regularizers, (str, bytes)) or not isinstance(regularizers, Sequence):
-        raise TypeError(f"regularizers must be a sequence of callables, got {type(regularizers).__name__}")
-    for i, reg in enumerate(regularizers):
-        if isinstance(reg, type):
-            raise TypeError(f"regularizers[{i}] must be an instance, got the class {reg.__name__}: "
-                            f"write {reg.__name__}(...)")
-        if not callable(reg):
-            raise TypeError(f"regularizers[{i}] must be callable as reg(D, real, fake), got {reg!r}")
-    if augment is not None and (isinstance(augment, type) or not callable(augment)):
-        raise TypeError(f"augment must be None or a callable x -> x (an instance), got {augment!r}")
-    if amp not in (None, "bf16"):
-        raise ValueError(f"amp must be None or 'bf16', got {amp!r}")
-    if capture not in (None, "cuda_graph"):
-        raise ValueError(f"capture must be None or 'cuda_graph', got {capture!r}")
-    if not isinstance(compile, bool):
-        raise TypeError(f"compile must be a bool, got {compile!r}")
-    if distributed is not None and not isinstance(distributed, bool):
-        raise TypeError(f"distributed must be a bool or None, got {distributed!r}")
     if latent_dim is None:
         latent_dim = getattr(generator, "latent_dim", None)
         if latent_dim is None:
             raise ValueError("latent_dim is required: the generator has no latent_dim attribute, "
-                             "so pass GANTrainer(..., latent_dim=N)")
+                             "so pass latent_dim=N")
     check_int("latent_dim", latent_dim, 1)
     num_classes = getattr(generator, "num_classes", None)
     if num_classes is not None:
