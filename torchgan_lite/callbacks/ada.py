@@ -4,7 +4,6 @@ by the sign of the discriminator's outputs on real data.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
@@ -20,14 +19,6 @@ if TYPE_CHECKING:
 __all__ = ["STATE_NAME", "AdaptiveAugment"]
 
 STATE_NAME = "adaptive_augment"
-
-
-def _check_p(p: object) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p):
-        raise TypeError(f"p must be a float in [0, 1], got {p!r}")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must be in [0, 1], got {p}")
-    return float(p)
 
 
 class AdaptiveAugment:

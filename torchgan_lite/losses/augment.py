@@ -29,17 +29,14 @@ come from torch's global RNG on the input's device, so seeded runs repeat.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.distributed
 import torch.nn.functional as F
 from torch import nn
 
-from torchgan_lite.callbacks.ada import _check_p
-
-if TYPE_CHECKING:
-    pass
+from torchgan_lite.utils.checks import check_float
 
 __all__ = [
     "POLICIES",
@@ -171,7 +168,7 @@ class DiffAugment(nn.Module):
                                             for s in image_shape):
                 raise ValueError(f"image_shape must be (C, H, W) or (H, W) of positive ints, got {image_shape!r}")
         self.image_shape: tuple[int, int, int] | None = image_shape  # type: ignore[assignment]
-        self.register_buffer("probability", torch.tensor(_check_p(p), dtype=torch.float32))
+        self.register_buffer("probability", torch.tensor(check_float("p", p, 0.0, 1.0), dtype=torch.float32))
         self.last_batch_size = 0
 
     @property
@@ -181,7 +178,7 @@ class DiffAugment(nn.Module):
 
     @p.setter
     def p(self, value: float) -> None:
-        self.probability.fill_(_check_p(value))
+        self.probability.fill_(check_float("p", value, 0.0, 1.0))
 
     def extra_repr(self) -> str:
         return f"policy={self.policy!r}, image_shape={self.image_shape}"

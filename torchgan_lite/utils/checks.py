@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "check_bool", "check_int", "check_path", "check_stream", "describe", "non_negative_int", "positive_float",
-    "positive_int"
+    "check_bool", "check_float", "check_int", "check_path", "check_stream", "describe", "non_negative_int",
+    "positive_float", "positive_int",
 ]
 
 
@@ -38,6 +38,27 @@ def check_int(name: str, value: object, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def check_float(name: str, value: object, low: float = -math.inf, high: float = math.inf, *,
+                low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` as a float if it is a finite real number (not a bool) in ``[low, high]``.
+
+    ``low_open``/``high_open`` exclude the bound. Raises ``TypeError`` for a non-number (or a
+    bool), ``ValueError`` for NaN, an infinity or a value out of range, naming ``name``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {describe(value)}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v}")
+    too_low = v <= low if low_open else v < low
+    too_high = v >= high if high_open else v > high
+    if too_low or too_high:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}, got {v}")
+    return v
 
 
 def check_path(name: str, value: object) -> Path:
