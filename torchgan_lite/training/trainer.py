@@ -40,8 +40,11 @@ from torchgan_lite.training.validation import (
     check_parts,
     check_registrable,
     check_sample_request,
+    example_batch,
     local_rank_device,
+    output_range,
     probe,
+    range_mismatch,
 )
 from torchgan_lite.utils import distributed as dist_utils
 from torchgan_lite.utils.checks import check_int, describe
@@ -147,6 +150,7 @@ class GANTrainer:
         self._terminate = False
         self._signal: int | None = None
         self._skip_requested = False
+        self._range_checked = False
         self._epoch_sums = torch.zeros(5, device=self.device)  # (d_loss, g_loss, d_real, d_fake, steps)
         self._one = torch.ones((), device=self.device)
         self._epoch_t0, self._epoch_step0 = time.perf_counter(), 0
@@ -192,6 +196,10 @@ class GANTrainer:
         """True on rank 0 (and on a single process): the one that writes files and prints."""
         return self.rank == 0
 
+    def _check_batch(self, batch: object) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return check_batch(batch, sample_shape=self.sample_shape, num_classes=self.num_classes, device=self.device,
+                           dtype=self.param_dtype)
+
     def _skip_on_nonfinite(self, err: NonFiniteLossError) -> bool:
         """The step refused a bad update: NONFINITE handlers decide whether to drop the step (True)."""
         if not err.skippable:
@@ -212,8 +220,12 @@ class GANTrainer:
 
     def train_step(self, batch: torch.Tensor | Sequence[torch.Tensor]) -> StepResult:
         """One training step on a batch ``(B, *sample_shape)`` (or ``(images, labels)``); advances ``state.step``."""
-        real, labels = check_batch(batch, sample_shape=self.sample_shape, num_classes=self.num_classes,
-                                   device=self.device, dtype=self.param_dtype)
+        real, labels = self._check_batch(batch)
+        if not self._range_checked:  # once per trainer: one host read
+            self._range_checked = True
+            problem = range_mismatch(real, output_range(self.generator))
+            if problem is not None:
+                warnings.warn(problem, stacklevel=2)
         st = self.state
         self.in_step = True
         try:
@@ -252,6 +264,9 @@ class GANTrainer:
         st = self.state
         st.max_epochs, st.max_steps = epochs, max_steps
         if st.epoch >= epochs or (max_steps is not None and st.step >= max_steps):
+            example = example_batch(data)  # the data is checked even when there is nothing to train
+            if example is not None:
+                self._check_batch(example)
             warnings.warn(f"nothing to train: the trainer is at epoch {st.epoch}, step {st.step}, which already "
                           f"meets epochs={epochs}, max_steps={max_steps} (totals, not increments)", stacklevel=2)
             return st
@@ -376,7 +391,7 @@ class GANTrainer:
         """Restore :meth:`state_dict`: every part is checked first, then all are applied, or none.
 
         Args:
-            ckpt: What :meth:`state_dict` returned (format-1 checkpoints are accepted).
+            ckpt: What :meth:`state_dict` returned.
             source: Names the checkpoint in error messages.
             data: The next ``fit``'s data, to check and restore its position now (else at that ``fit``).
             hyperparameters: Optimizer hyper-parameters (lr, betas...) that differ from the saved ones:
@@ -411,8 +426,13 @@ class GANTrainer:
         return written
 
     def load_checkpoint(self, path: str | Path, data: Any = None, hyperparameters: str = "check",
-                        strict: bool = True) -> None:
-        """Restore a checkpoint file into this trainer (see :meth:`load_state_dict`; all or nothing)."""
+                        strict: bool = True, allow_nonfinite: bool = False) -> None:
+        """Restore a checkpoint file into this trainer (see :meth:`load_state_dict`; all or nothing).
+
+        A file whose weights, optimizer or registered state hold a NaN or infinity is refused, naming
+        the tensor, unless ``allow_nonfinite=True`` (then loaded with a warning).
+        """
         from torchgan_lite.checkpoints.format import load_checkpoint
 
-        self.load_state_dict(load_checkpoint(path), str(path), data, hyperparameters, strict)
+        ckpt = load_checkpoint(path, allow_nonfinite=allow_nonfinite)
+        self.load_state_dict(ckpt, str(path), data, hyperparameters, strict)

@@ -24,8 +24,11 @@ __all__ = [
     "check_parts",
     "check_registrable",
     "check_sample_request",
+    "example_batch",
     "local_rank_device",
-    "probe"
+    "output_range",
+    "probe",
+    "range_mismatch",
 ]
 
 
@@ -165,6 +168,61 @@ def check_batch(batch: object, *, sample_shape: tuple[int, ...], num_classes: in
     if labels is not None and num_classes is not None:
         labels = check_labels(labels, real.shape[0], num_classes, device)
     return real, labels
+
+
+def example_batch(data: Iterable[Any]) -> object | None:
+    """One batch of ``data`` to check, taken without moving a resumable loader's position.
+
+    A loader with ``peek()`` (:class:`~torchgan_lite.TensorLoader`) gives its first batch without
+    drawing a permutation. Other stateful loaders (with ``state_dict``) are not iterated (None).
+    A plain re-iterable (a list, a ``DataLoader``) yields its first batch from a fresh iterator.
+    """
+    peek = getattr(data, "peek", None)
+    if callable(peek):
+        return peek()
+    if callable(getattr(data, "state_dict", None)):
+        return None
+    it = iter(data)
+    if it is data:  # a one-shot iterator: taking a batch would lose it
+        return None
+    try:
+        return next(it)
+    except StopIteration:
+        raise ValueError("data yielded no batches: an empty dataset, or batch_size larger than it") from None
+
+
+def output_range(generator: nn.Module) -> tuple[float, float] | None:
+    """The range of the generator's last layer, when it is a bounded activation (Tanh, Sigmoid, Hardtanh)."""
+    leaves = [m for m in generator.modules() if not list(m.children())]
+    last = leaves[-1] if leaves else None
+    if isinstance(last, nn.Tanh):
+        return (-1.0, 1.0)
+    if isinstance(last, nn.Sigmoid):
+        return (0.0, 1.0)
+    if isinstance(last, nn.Hardtanh):
+        return (float(last.min_val), float(last.max_val))
+    return None
+
+
+def range_mismatch(real: torch.Tensor, bounds: tuple[float, float] | None) -> str | None:
+    """Why ``real``'s values do not look like samples of a generator with output ``bounds`` (or None).
+
+    Far outside the range (images in [0, 255] for a tanh), or only its upper part (images in [0, 1]
+    for a tanh, whose fakes the discriminator can then tell by their negative values). One host read.
+    """
+    if bounds is None:
+        return None
+    lo, hi = bounds
+    span = hi - lo
+    r_lo, r_hi = (float(v) for v in torch.aminmax(real.detach().float()))
+    if r_hi > hi + 0.25 * span or r_lo < lo - 0.25 * span:
+        return (f"the real batch spans [{r_lo:.3g}, {r_hi:.3g}] but the generator ends in a layer bounded to "
+                f"[{lo:g}, {hi:g}]: scale the data to the generator's range (images in [0, 255]: x / 127.5 - 1)")
+    if lo < 0 <= r_lo and r_hi - r_lo > 0.25 * span and r_lo >= lo + 0.45 * span:
+        return (f"the real batch spans [{r_lo:.3g}, {r_hi:.3g}], only the upper part of the generator's "
+                f"[{lo:g}, {hi:g}]: the discriminator can tell fakes by their values below {r_lo:.3g}; "
+                "scale the data (images in [0, 1]: x * 2 - 1)")
+    return None
 
 
 def check_registrable(name: object, obj: object) -> object:
