@@ -234,9 +234,11 @@ def test_mask_dropout_eval_zero_p_dtype_and_layout():
     assert yb.dtype == torch.bfloat16
 
 
-@pytest.mark.parametrize("bad", [1.0, -0.1, 1.5, True, "0.3", None])
-def test_mask_dropout_rejects_bad_p(bad):
-    with pytest.raises(ValueError, match="p must be a float in"):
+@pytest.mark.parametrize(("bad", "exc"), [(1.0, ValueError), (-0.1, ValueError), (1.5, ValueError),
+                                          (float("nan"), ValueError), (True, TypeError), ("0.3", TypeError),
+                                          (None, TypeError)])
+def test_mask_dropout_rejects_bad_p(bad, exc):
+    with pytest.raises(exc, match=r"^p must"):
         layers.MaskDropout(bad)
 
 

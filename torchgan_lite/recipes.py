@@ -32,12 +32,13 @@ from torchgan_lite.losses.augment import DiffAugment
 from torchgan_lite.losses.penalties import LazyRegularizer, LeCamRegularizer, lazy_adam_hparams
 from torchgan_lite.nets.spectral import apply_spectral_norm
 from torchgan_lite.training.factory import StepConfig
-from torchgan_lite.utils.checks import check_int
+from torchgan_lite.utils.checks import check_float, check_int
 
 __all__ = ["LOSSES", "RECIPES", "SPECS", "RecipeSpec", "TrainingParts", "build_parts", "make_loss"]
 
-#: The GAN losses a recipe can train with; wgan-gp is WassersteinLoss + GradientPenalty(10) with 5 critic steps.
-LOSSES: tuple[str, ...] = ("nonsaturating", "minimax", "lsgan", "wgan-gp", "hinge")
+#: The GAN losses a recipe can train with; wgan-gp is WassersteinLoss + GradientPenalty(10) with 5 critic steps;
+#: rpgan is the relativistic pairing loss (R3GAN's; pair it with R1 and R2, as the "rpgan-r1r2" recipe does).
+LOSSES: tuple[str, ...] = ("nonsaturating", "minimax", "lsgan", "wgan-gp", "hinge", "rpgan")
 
 
 
@@ -59,8 +60,11 @@ class RecipeSpec:
             ``E[sign(D(real))]``; None: p = 1 throughout (DiffAugment).
         lecam_weight: LeCam regularisation weight; 0: none.
         r1_gamma, r1_every: R1 penalty (0: none), evaluated lazily every ``r1_every`` D updates with
-            StyleGAN2's correction of D's Adam hyperparameters.
+            StyleGAN2's correction of D's Adam hyperparameters (1: every update, no correction).
         spectral_norm: Spectral norm on every Linear/Conv layer of the discriminator.
+        loss: The recipe's loss, a name in :data:`LOSSES`; None: :func:`build_parts`' ``loss``
+            argument (default "nonsaturating").
+        r2_gamma: R2 penalty (R1 on the fakes; 0: none), lazy with R1's ``r1_every``.
     """
 
     description: str
@@ -78,6 +82,8 @@ class RecipeSpec:
     r1_gamma: float = 0.0
     r1_every: int = 16
     spectral_norm: bool = False
+    loss: str | None = None
+    r2_gamma: float = 0.0
 
 
 #: The recipes, by name. docs/recipes.md has the measurements behind them.
@@ -93,6 +99,15 @@ SPECS: dict[str, RecipeSpec] = {
     "improved-r1": RecipeSpec("improved + R1 (gamma 10) every 16 D updates with StyleGAN2's Adam correction",
                               betas=(0.5, 0.999), real_label=0.9, ema_decay=0.999, ema_warmup=500,
                               r1_gamma=10.0, r1_every=16),
+    # R3GAN's objective (Huang et al. 2024): the relativistic pairing loss with R1 and R2 at every D update (not
+    # lazy), Adam betas (0, 0.99) (R3GAN: beta1 0 throughout, beta2 ramped 0.9 -> 0.99; here the final value from
+    # the start). gamma 0.05 is R3GAN's CIFAR-10 value (32x32, the closest of its presets to MNIST's 28x28; it
+    # uses 0.5-2 at 32-64 px on ImageNet/FFHQ and 150 at 256 px), without R3GAN's decay of gamma and lr over
+    # training. The generator EMA is improved's, so the two compare. Not yet measured on MNIST (docs/recipes.md).
+    "rpgan-r1r2": RecipeSpec("R3GAN's objective: RpGAN + R1 + R2 (gamma 0.05, every D update), Adam betas "
+                             "(0, 0.99), generator EMA 0.999 with 500 warm-up updates",
+                             loss="rpgan", betas=(0.0, 0.99), r1_gamma=0.05, r1_every=1, r2_gamma=0.05,
+                             ema_decay=0.999, ema_warmup=500),
 }
 
 #: Recipe name -> one-line description (for ``--help``).
@@ -143,7 +158,8 @@ def make_loss(name: str, real_label: float = 1.0) -> tuple[losses.GANLoss, list[
         return losses.WassersteinLoss(), [penalties.GradientPenalty(weight=10.0)], 5
     table: dict[str, Callable[[], losses.GANLoss]] = {
         "nonsaturating": lambda: losses.NonSaturatingLoss(real_label=real_label),
-        "minimax": losses.MinimaxLoss, "lsgan": losses.LeastSquaresLoss, "hinge": losses.HingeLoss}
+        "minimax": losses.MinimaxLoss, "lsgan": losses.LeastSquaresLoss, "hinge": losses.HingeLoss,
+        "rpgan": losses.RelativisticPairingLoss}
     return table[name](), [], 1
 
 
@@ -153,7 +169,7 @@ def _adam(module: nn.Module, lr: float, betas: tuple[float, float]) -> torch.opt
 
 
 def build_parts(recipe: str | RecipeSpec, generator: nn.Module, discriminator: nn.Module, *,
-                loss: str = "nonsaturating", lr: float | None = None, n_critic: int | None = None,
+                loss: str | None = None, lr: float | None = None, n_critic: int | None = None,
                 steps_per_epoch: int | None = None, batch_size: int = 128) -> TrainingParts:
     """Build a named recipe's training parts for ``generator`` and ``discriminator``.
 
@@ -161,7 +177,8 @@ def build_parts(recipe: str | RecipeSpec, generator: nn.Module, discriminator: n
         recipe: A name in :data:`RECIPES`, or a :class:`RecipeSpec` (e.g. an ablation).
         generator: The generator (its parameters go to ``g_optimizer``).
         discriminator: The discriminator (its parameters go to ``d_optimizer``).
-        loss: A name in :data:`LOSSES`.
+        loss: A name in :data:`LOSSES`. None: the recipe's (``RecipeSpec.loss``, else "nonsaturating");
+            a recipe that names its loss refuses another one (use a :class:`RecipeSpec` to change it).
         lr: Adam's learning rate of both networks. None: the recipe's (2e-4).
         n_critic: Discriminator updates per generator update. None: the loss's default (5 for wgan-gp, else 1).
         steps_per_epoch: Steps in one epoch, for recipes whose schedules count epochs. None: unknown.
@@ -181,8 +198,8 @@ def build_parts(recipe: str | RecipeSpec, generator: nn.Module, discriminator: n
     for name, module in (("generator", generator), ("discriminator", discriminator)):
         if not isinstance(module, nn.Module):
             raise TypeError(f"{name} must be a torch.nn.Module, got {type(module).__name__}")
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
-        raise ValueError(f"lr must be a float > 0, got {lr!r}")
+    if lr is not None:
+        check_float("lr", lr, 0.0, low_open=True)
     if n_critic is not None:
         check_int("n_critic", n_critic)
     if steps_per_epoch is not None:
@@ -190,15 +207,20 @@ def build_parts(recipe: str | RecipeSpec, generator: nn.Module, discriminator: n
     batch_size = check_int("batch_size", batch_size)
     lr = 2e-4 if lr is None else float(lr)
 
+    if loss is not None and spec.loss is not None and loss != spec.loss:
+        raise ValueError(f"loss={loss!r}, but this recipe trains with loss {spec.loss!r}: leave loss unset, or "
+                         f"build a RecipeSpec with dataclasses.replace(spec, loss={loss!r})")
+    loss = loss if loss is not None else spec.loss if spec.loss is not None else "nonsaturating"
     gan_loss, regularizers, default_n_critic = make_loss(loss, real_label=spec.real_label)
     if spec.spectral_norm:  # before the optimizer is built: it changes D's parameters
         apply_spectral_norm(discriminator)
     d_lr, d_betas = spec.d_lr or lr, spec.betas
-    if spec.r1_gamma > 0:
-        regularizers.append(LazyRegularizer(penalties.R1Penalty(spec.r1_gamma), every=spec.r1_every)
-                            if spec.r1_every > 1 else penalties.R1Penalty(spec.r1_gamma))
-        if spec.r1_every > 1:
-            d_lr, d_betas = lazy_adam_hparams(d_lr, d_betas, spec.r1_every)
+    for gamma, penalty in ((spec.r1_gamma, penalties.R1Penalty), (spec.r2_gamma, penalties.R2Penalty)):
+        if gamma > 0:
+            regularizers.append(LazyRegularizer(penalty(gamma), every=spec.r1_every)
+                                if spec.r1_every > 1 else penalty(gamma))
+    if spec.r1_every > 1 and (spec.r1_gamma > 0 or spec.r2_gamma > 0):
+        d_lr, d_betas = lazy_adam_hparams(d_lr, d_betas, spec.r1_every)
     if spec.lecam_weight > 0:
         regularizers.append(LeCamRegularizer(spec.lecam_weight))
 

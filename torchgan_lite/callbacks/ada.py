@@ -11,7 +11,7 @@ import torch.distributed
 from torch import nn
 
 from torchgan_lite.training.events import Event, RemovableHandle
-from torchgan_lite.utils.checks import check_int
+from torchgan_lite.utils.checks import check_float, check_int
 
 if TYPE_CHECKING:
     from torchgan_lite.training.trainer import GANTrainer
@@ -56,10 +56,8 @@ class AdaptiveAugment:
         if not isinstance(prob, torch.Tensor) or prob.numel() != 1:
             raise TypeError(f"augment must be a DiffAugment (a module with a 0-d 'probability' buffer), got "
                             f"{type(augment).__name__}")
-        if isinstance(target, bool) or not isinstance(target, (int, float)) or not -1.0 <= target <= 1.0:
-            raise ValueError(f"target must be a float in [-1, 1] (a mean of signs), got {target!r}")
         self.augment = augment
-        self.target = float(target)
+        self.target = check_float("target", target, -1.0, 1.0)  # a mean of signs
         self.interval = check_int("interval", interval)
         self.speed_images = check_int("speed_images", speed_images)
         self.batch_size = None if batch_size is None else check_int("batch_size", batch_size)

@@ -42,7 +42,6 @@ checkpoints hold ``extra["ema"]["generator"]`` (the averaged weights, which
 from __future__ import annotations
 
 import copy
-import math
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -50,6 +49,7 @@ from torch import nn
 
 from torchgan_lite.training.events import Event, RemovableHandle
 from torchgan_lite.training.restore import check_module_state
+from torchgan_lite.utils.checks import check_float, check_int
 
 if TYPE_CHECKING:
     from torchgan_lite.training.trainer import GANTrainer
@@ -102,14 +102,10 @@ class GeneratorEMA:
                 (StyleGAN2-ADA: 0.05); None: no ramp-up.
             every: Update at every ``every``-th step (so ``batch_size * every`` images an update).
         """
-        if isinstance(half_life_images, bool) or not isinstance(half_life_images, (int, float)) \
-                or not math.isfinite(half_life_images) or not half_life_images > 0:
-            raise ValueError(f"half_life_images must be a finite number > 0, got {half_life_images!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-        if rampup is not None and (isinstance(rampup, bool) or not isinstance(rampup, (int, float))
-                                   or not math.isfinite(rampup) or not rampup > 0):
-            raise ValueError(f"rampup must be a finite number > 0 or None, got {rampup!r}")
+        check_float("half_life_images", half_life_images, 0.0, low_open=True)
+        check_int("batch_size", batch_size, 1)
+        if rampup is not None:
+            check_float("rampup", rampup, 0.0, low_open=True)
         # decay: the asymptotic per-update decay, for display; current_decay() is what is used.
         ema = cls(decay=0.5 ** (batch_size * every / half_life_images), every=every)
         ema.half_life_images = float(half_life_images)
@@ -118,15 +114,9 @@ class GeneratorEMA:
         return ema
 
     def _check_and_set(self, decay: float, warmup_steps: int, every: int) -> None:
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not math.isfinite(decay):
-            raise TypeError(f"decay must be a float in [0, 1), got {decay!r}")
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        check_float("decay", decay, 0.0, 1.0, high_open=True)
         for name, value, lo in (("warmup_steps", warmup_steps, 0), ("every", every, 1)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {value!r}")
-            if value < lo:
-                raise ValueError(f"{name} must be >= {lo}, got {value}")
+            check_int(name, value, lo)
         self.decay = float(decay)
         self.warmup_steps = warmup_steps
         self.every = every

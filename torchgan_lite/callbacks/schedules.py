@@ -16,13 +16,13 @@ rates, the discriminator's the larger; :func:`ttur` builds that pair.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from torchgan_lite.training.events import Event, RemovableHandle
+from torchgan_lite.utils.checks import check_float
 
 if TYPE_CHECKING:
     from torchgan_lite.training.trainer import GANTrainer
@@ -103,9 +103,7 @@ class LRSchedule:
 
 
 def _check_lr(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not value > 0:
-        raise ValueError(f"{name} must be a finite float > 0, got {value!r}")
-    return float(value)
+    return check_float(name, value, 0.0, low_open=True)
 
 
 def ttur(generator: nn.Module, discriminator: nn.Module, g_lr: float = 1e-4, d_lr: float = 4e-4,

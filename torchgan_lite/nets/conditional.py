@@ -34,7 +34,7 @@ from torch import nn
 from torchgan_lite.nets.layers import layer_types
 from torchgan_lite.nets.mlp import _check_sizes, _check_slope
 from torchgan_lite.nets.registry import register_builder
-from torchgan_lite.utils.checks import check_bool, check_int
+from torchgan_lite.utils.checks import check_bool, check_float, check_int
 
 __all__ = [
     "ConditionalMLPDiscriminator", "ConditionalMLPGenerator", "check_labels", "conditional_mlp_discriminator",
@@ -204,8 +204,7 @@ def conditional_mlp_discriminator(
     """
     num_classes = check_int("num_classes", num_classes)
     hidden_t = _check_sizes("hidden", hidden, allow_empty=True)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+    check_float("dropout", dropout, 0.0, 1.0, high_open=True)
     check_bool("projection", projection)
     if projection and embed_dim is not None:
         raise ValueError(f"embed_dim={embed_dim} applies to projection=False only: the projection embedding "

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torchgan_lite.utils.checks import check_float
+
 __all__ = ["Linear", "MaskDropout", "layer_types", "onednn_linear_available", "use_onednn_linear"]
 
 # Below these sizes the fixed cost of a call (about 70 us for oneDNN's linear, about
@@ -152,9 +154,7 @@ class MaskDropout(nn.Dropout):
     """
 
     def __init__(self, p: float) -> None:
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-            raise ValueError(f"p must be a float in [0, 1), got {p!r}")
-        super().__init__(float(p))
+        super().__init__(check_float("p", p, 0.0, 1.0, high_open=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:

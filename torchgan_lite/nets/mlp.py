@@ -35,7 +35,7 @@ from torch import nn
 
 from torchgan_lite.nets.layers import layer_types
 from torchgan_lite.nets.registry import register_builder
-from torchgan_lite.utils.checks import check_bool, check_int
+from torchgan_lite.utils.checks import check_bool, check_float, check_int
 
 __all__ = ["MLPDiscriminator", "MLPGenerator", "mlp_discriminator", "mlp_generator"]
 
@@ -52,9 +52,7 @@ def _check_sizes(name: str, value: object, allow_empty: bool) -> tuple[int, ...]
 
 
 def _check_slope(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"negative_slope must be a finite float >= 0, got {value!r}")
-    return float(value)
+    return check_float("negative_slope", value, 0.0)
 
 
 class MLPGenerator(nn.Module):
@@ -159,8 +157,7 @@ def mlp_discriminator(
         A module mapping ``(B, *in_shape)`` to logits ``(B,)``; no sigmoid, the loss owns it.
         It carries ``num_classes`` (None), ``in_shape`` and ``config`` attributes.
     """
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+    check_float("dropout", dropout, 0.0, 1.0, high_open=True)
     return MLPDiscriminator(
         _check_sizes("in_shape", in_shape, allow_empty=False),
         _check_sizes("hidden", hidden, allow_empty=True),

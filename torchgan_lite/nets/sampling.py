@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from torchgan_lite.utils.checks import check_int
+from torchgan_lite.utils.checks import check_float, check_int
 
 __all__ = ["sample_images", "truncated_noise"]
 
@@ -42,9 +42,7 @@ def truncated_noise(n: int, latent_dim: int, threshold: float, device: torch.dev
     """
     check_int("n", n)
     check_int("latent_dim", latent_dim)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or math.isnan(threshold) \
-            or not threshold > 0:
-        raise ValueError(f"threshold must be a number > 0 (math.inf: no truncation), got {threshold!r}")
+    check_float("threshold", threshold, 0.0, low_open=True, allow_inf=True)  # math.inf: no truncation
     if dtype is not None and not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating dtype, got {dtype}")
     z = torch.randn(n, latent_dim, device=device, dtype=dtype, generator=generator)  # (n, latent_dim)
@@ -72,8 +70,7 @@ def sample_images(generator: nn.Module, n: int, seed: int | None = None, batch_s
         labels: Conditional generators only: int64 classes ``(n,)``; None cycles through
             the classes (``0, 1, ..., num_classes - 1, 0, ...``).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    check_int("n", n, 1)
     latent_dim = getattr(generator, "latent_dim", None)
     if not isinstance(latent_dim, int):
         raise TypeError(f"generator must have an int latent_dim attribute, got {latent_dim!r}")

@@ -18,6 +18,8 @@ import itertools
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from torchgan_lite.utils.checks import check_int
+
 __all__ = ["Event", "EventHandlers", "Handler", "RemovableHandle"]
 
 #: What handlers receive: the trainer (this module knows it only as a type parameter, so it
@@ -84,10 +86,7 @@ class EventHandlers(Generic[T]):
                             f"known events: {', '.join(e.name for e in Event)}")
         if not callable(fn):
             raise TypeError(f"handler must be callable as fn(trainer), got {fn!r}")
-        if isinstance(every, bool) or not isinstance(every, int):
-            raise TypeError(f"every must be an int, got {every!r}")
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
+        check_int("every", every, 1)
         if every != 1 and event not in _STEP_EVENTS | _EPOCH_EVENTS:
             raise ValueError(f"every={every} makes no sense for {event.name}, which fires once per fit; use every=1")
         key = next(self._keys)

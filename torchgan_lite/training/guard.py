@@ -37,6 +37,7 @@ from typing import Protocol
 import torch
 
 from torchgan_lite.training.state import NonFiniteLossError
+from torchgan_lite.utils.checks import check_float, check_int
 
 __all__ = ["DeferredGuard", "Guard", "HostGuard", "NoGuard", "NonFinitePolicy"]
 
@@ -195,12 +196,9 @@ class NonFinitePolicy:
     max_grad_norm: float = ADAM_SAFE_GRAD_NORM  # past ~1.8e19, Adam's grad**2 is inf
 
     def __post_init__(self) -> None:
-        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 0:
-            raise ValueError(f"NonFinitePolicy.every must be an int >= 0 (0: off, 1: every update), got {self.every!r}")
-        for name in ("max_loss", "max_grad_norm"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ValueError(f"NonFinitePolicy.{name} must be a number > 0 (inf: no limit), got {value!r}")
+        check_int("NonFinitePolicy.every", self.every, 0)  # 0: off, 1: every update, N: every N steps
+        for name in ("max_loss", "max_grad_norm"):  # inf: no limit
+            check_float(f"NonFinitePolicy.{name}", getattr(self, name), 0.0, low_open=True, allow_inf=True)
 
     @classmethod
     def parse(cls, value: object, device: torch.device) -> NonFinitePolicy:

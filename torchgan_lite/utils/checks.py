@@ -41,8 +41,8 @@ def check_int(name: str, value: object, minimum: int = 1) -> int:
 
 
 def check_float(name: str, value: object, low: float = -math.inf, high: float = math.inf, *,
-                low_open: bool = False, high_open: bool = False) -> float:
-    """``value`` as a float if it is a finite real number (not a bool) in ``[low, high]``.
+                low_open: bool = False, high_open: bool = False, allow_inf: bool = False) -> float:
+    """``value`` as a float if it is a real number (not a bool) in ``[low, high]``, finite unless ``allow_inf``.
 
     ``low_open``/``high_open`` exclude the bound. Raises ``TypeError`` for a non-number (or a
     bool), ``ValueError`` for NaN, an infinity or a value out of range, naming ``name``.
@@ -50,8 +50,8 @@ def check_float(name: str, value: object, low: float = -math.inf, high: float = 
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be a number, got {describe(value)}")
     v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {v}")
+    if math.isnan(v) or (math.isinf(v) and not allow_inf):
+        raise ValueError(f"{name} must be {'a number' if allow_inf else 'finite'}, got {v}")
     too_low = v <= low if low_open else v < low
     too_high = v >= high if high_open else v > high
     if too_low or too_high:

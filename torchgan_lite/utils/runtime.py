@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-from torchgan_lite.utils.checks import describe
+from torchgan_lite.utils.checks import check_int, describe
 
 __all__ = ["resolve_device", "seed_everything"]
 
@@ -53,9 +53,8 @@ def resolve_device(device: torch.device | str) -> torch.device:
 
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy and torch (CPU and every CUDA device)."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    if not 0 <= seed < 2**32:
+    check_int("seed", seed, 0)
+    if not seed < 2**32:
         raise ValueError(f"seed must be in [0, 2**32), got {seed}")
     random.seed(seed)
     np.random.seed(seed)
