@@ -35,7 +35,7 @@ import torch
 from torchgan_lite.callbacks.reporting import HistoryCSV
 from torchgan_lite.checkpoints.atomic import atomic_open
 from torchgan_lite.training.events import Event, RemovableHandle
-from torchgan_lite.utils.checks import check_int
+from torchgan_lite.utils.checks import check_int, check_path
 
 if TYPE_CHECKING:
     from torchgan_lite.training.trainer import GANTrainer
@@ -49,12 +49,6 @@ LOGGER_NAME = "torchgan_lite"
 def get_logger(name: str | None = None) -> logging.Logger:
     """The library's logger (``"torchgan_lite"``), or its child ``"torchgan_lite.<name>"``."""
     return logging.getLogger(LOGGER_NAME if not name else f"{LOGGER_NAME}.{name}")
-
-
-def _check_path(name: str, value: object) -> Path:
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or os.PathLike, got {type(value).__name__}")
-    return Path(value)
 
 
 def _is_main(trainer: GANTrainer) -> bool:
@@ -96,7 +90,7 @@ class TensorBoardLogger:
 
     def __init__(self, log_dir: str | os.PathLike[str], step_every: int = 50, z: torch.Tensor | None = None,
                  labels: torch.Tensor | None = None, image_every: int = 1, nrow: int = 8) -> None:
-        self.log_dir = _check_path("log_dir", log_dir)
+        self.log_dir = check_path("log_dir", log_dir)
         self.step_every = check_int("step_every", step_every)
         self.image_every = check_int("image_every", image_every)
         self.nrow = check_int("nrow", nrow)
