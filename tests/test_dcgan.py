@@ -1,4 +1,5 @@
-"""DCGAN builders: the builder contract (shapes, range, one logit per sample) for every size and norm."""
+"""DCGAN builders: the builder contract (shapes, range, one logit per sample) for every size and norm, the layouts
+(28 px unchanged, the width cap of the larger sizes), spectral norm, argument checks, checkpoint round trips."""
 
 from __future__ import annotations
 
@@ -65,20 +66,82 @@ def test_spectral_norm_keeps_every_discriminator_weight_at_unit_norm():
         assert sigma == pytest.approx(1.0, rel=0.05)
 
 
+def _generator_layout(g: nn.Module) -> list[tuple[int, int]]:
+    """(channels, height) after each transposed convolution of a DCGAN generator."""
+    sizes, h = [], torch.randn(2, g.latent_dim)[:, :, None, None]
+    with torch.no_grad():
+        for m in g.net:
+            h = m(h)
+            if isinstance(m, nn.ConvTranspose2d):
+                sizes.append((h.shape[1], h.shape[2]))
+    return sizes
+
+
+def _discriminator_layout(d: nn.Module) -> list[tuple[int, int]]:
+    sizes, h = [], torch.randn(2, *d.in_shape)
+    with torch.no_grad():
+        for m in d.trunk:
+            h = m(h)
+            if isinstance(m, nn.Conv2d):
+                sizes.append((h.shape[1], h.shape[2]))
+    return sizes
+
+
 def test_the_28x28_layout_is_7_14_28():
     g = dcgan_generator(base_width=8, norm=None)
-    sizes, h = [], torch.randn(2, 100)[:, :, None, None]
-    for m in g.net:
-        h = m(h)
-        if isinstance(m, nn.ConvTranspose2d):
-            sizes.append((h.shape[1], h.shape[2]))
-    assert sizes == [(16, 7), (8, 14), (1, 28)]
+    assert _generator_layout(g) == [(16, 7), (8, 14), (1, 28)]
+    assert _discriminator_layout(dcgan_discriminator(base_width=8, norm=None)) == [(8, 14), (16, 7)]
+
+
+def test_the_mnist_nets_keep_their_parameter_counts():
+    # The 28x28 layout of the module docstring at the defaults (latent 100, w = 64, batch norm, no bias before it).
+    w, z = 64, 100
+    g_expected = z * 2 * w * 7 * 7 + 2 * 2 * w + 2 * w * w * 4 * 4 + 2 * w + w * 1 * 4 * 4 + 1
+    d_expected = (1 * w * 4 * 4 + w) + w * 2 * w * 4 * 4 + 2 * 2 * w + (2 * w * 7 * 7 + 1)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(dcgan_generator()) == g_expected
+    assert count(dcgan_discriminator()) == d_expected
+
+
+def test_the_64x64_layout_is_the_tutorials():
+    w = 2
+    g = dcgan_generator(latent_dim=4, image_size=64, channels=3, base_width=w)
+    assert _generator_layout(g) == [(8 * w, 4), (4 * w, 8), (2 * w, 16), (w, 32), (3, 64)]
+    d = dcgan_discriminator(image_size=64, channels=3, base_width=w)
+    assert _discriminator_layout(d) == [(w, 32), (2 * w, 16), (4 * w, 8), (8 * w, 4)]
+
+
+@pytest.mark.parametrize("size", [128, 256])
+def test_larger_sizes_double_the_width_up_to_8w(size):
+    w = 2
+    g = dcgan_generator(latent_dim=4, image_size=size, channels=3, base_width=w, norm=None)
+    d = dcgan_discriminator(image_size=size, channels=3, base_width=w, norm=None)
+    stages = {128: [8, 8, 4, 2, 1], 256: [8, 8, 8, 4, 2, 1]}[size]  # x w, from 4x4 up
+    assert _generator_layout(g) == [(m * w, 4 * 2**i) for i, m in enumerate(stages)] + [(3, size)]
+    assert _discriminator_layout(d) == [(m * w, size // 2 ** (i + 1)) for i, m in enumerate(stages[::-1])]
+    assert d.head.in_features == 8 * w * 4 * 4
+
+
+@pytest.mark.parametrize("size", sorted(IMAGE_SIZES))
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_output_shapes_at_every_size_and_channel_count(size, channels):
+    norm, classes = NORMS[size % 3], (None, 2)[channels % 2]
+    g = dcgan_generator(latent_dim=5, image_size=size, channels=channels, base_width=1, norm=norm,
+                        num_classes=classes)
+    d = dcgan_discriminator(image_size=size, channels=channels, base_width=1, norm=norm, num_classes=classes)
+    y = None if classes is None else torch.tensor([1, 0])
+    x = g(torch.randn(2, 5), y)  # train mode: batch norm on the batch's statistics
+    assert x.shape == (2, channels, size, size) and x.abs().max() <= 1.0
+    assert d(x, y).shape == (2,)
 
 
 @pytest.mark.parametrize(
     ("builder", "kwargs", "name"),
     [
         (dcgan_generator, {"image_size": 48}, "image_size"),
+        (dcgan_generator, {"image_size": 512}, "image_size"),
+        (dcgan_discriminator, {"image_size": 16}, "image_size"),
+        (dcgan_discriminator, {"image_size": 96}, "image_size"),
         (dcgan_generator, {"image_size": 28.0}, "image_size"),
         (dcgan_generator, {"norm": "layer"}, "norm"),
         (dcgan_generator, {"base_width": 0}, "base_width"),
@@ -93,6 +156,11 @@ def test_the_28x28_layout_is_7_14_28():
 def test_builders_reject_bad_arguments_by_name(builder, kwargs, name):
     with pytest.raises((TypeError, ValueError), match=name):
         builder(**kwargs)
+
+
+def test_a_size_it_cannot_make_names_the_sizes_it_can():
+    with pytest.raises(ValueError, match=r"image_size.*\[28, 32, 64, 128, 256\].*got 48"):
+        dcgan_generator(image_size=48)
 
 
 def test_conditional_and_unconditional_calls_are_checked():
@@ -138,3 +206,21 @@ def test_a_few_training_steps_with_ema(norm, tmp_path):
         assert loaded.config == g.config
         with torch.no_grad():
             assert torch.equal(loaded(z, labels), trainer.sample(3, z=z, labels=labels, use_ema=use_ema))
+
+
+def test_checkpoint_round_trip_of_a_64px_colour_generator(tmp_path):
+    seed_everything(0)
+    g = dcgan_generator(latent_dim=8, image_size=64, channels=3, base_width=2)
+    d = dcgan_discriminator(image_size=64, channels=3, base_width=2)
+    trainer = GANTrainer(g, d, losses.NonSaturatingLoss(), device="cpu")
+    x = torch.rand(16, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    running = [m.running_mean.clone() for m in g.modules() if isinstance(m, nn.BatchNorm2d)]
+    trainer.fit(TensorLoader(x, batch_size=8), max_steps=2)
+    assert trainer.state.step == 2
+    bns = [m for m in g.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert any(not torch.equal(m.running_mean, r) for m, r in zip(bns, running))  # statistics to carry over
+    loaded = export.load_generator(trainer.save_checkpoint(tmp_path / "dcgan64.pt"))
+    assert loaded.config == g.config and loaded.out_shape == (3, 64, 64)
+    z = torch.randn(3, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded(z), trainer.sample(3, z=z, use_ema=False))

@@ -127,6 +127,7 @@ from torchgan_lite.nets.conditional import (
 )
 from torchgan_lite.nets.dcgan import (
     IMAGE_SIZES,
+    MAX_WIDTH_MULTIPLIER,
     DCGANDiscriminator,
     DCGANGenerator,
     Norm,
@@ -201,6 +202,7 @@ __all__ = [
     "IMAGE_SIZES",
     "IMPLEMENTATIONS",
     "LOGGER_NAME",
+    "MAX_WIDTH_MULTIPLIER",
     "METRIC_NAMES",
     "NUM_CLASSES",
     "POLICIES",

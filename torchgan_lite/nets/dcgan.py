@@ -1,4 +1,4 @@
-"""DCGAN builders: convolutional generator and discriminator for 28x28, 32x32 and 64x64 images.
+"""DCGAN builders: convolutional generator and discriminator for 28x28 (MNIST) and 32 to 256 px images.
 
 After Radford et al. 2016 ("Unsupervised Representation Learning with Deep
 Convolutional GANs") and the PyTorch DCGAN tutorial: strided transposed
@@ -9,20 +9,32 @@ Layout (``w = base_width``), generator:
 
 - 28x28 (MNIST): ``z -> ConvT(k7) 2w@7x7 -> ConvT(k4,s2) w@14x14 -> ConvT(k4,s2) C@28x28``
 - 32x32: ``z -> ConvT(k4) 4w@4x4 -> 2w@8x8 -> w@16x16 -> C@32x32``
-- 64x64: ``z -> ConvT(k4) 8w@4x4 -> 4w@8x8 -> 2w@16x16 -> w@32x32 -> C@64x64``
+- 64x64: ``z -> ConvT(k4) 8w@4x4 -> 4w@8x8 -> 2w@16x16 -> w@32x32 -> C@64x64`` (the tutorial's net)
+- 128x128: ``z -> ConvT(k4) 8w@4x4 -> 8w@8x8 -> 4w@16x16 -> 2w@32x32 -> w@64x64 -> C@128x128``
+- 256x256: ``z -> 8w@4x4 -> 8w@8x8 -> 8w@16x16 -> 4w@32x32 -> 2w@64x64 -> w@128x128 -> C@256x256``
 
-and the discriminator mirrors it (``Conv(k4,s2)`` down to 7x7 or 4x4, then one
-``Linear`` to the logit, ``(B,)``). ``norm`` picks the normaliser of the hidden
-layers: ``"batch"`` (BatchNorm2d; the paper's choice; not on D's first layer),
-``"spectral"`` (spectral normalisation of every weight, Miyato et al. 2018; the
-usual choice with R1 or hinge losses) or ``None``.
+that is, every stride-2 stage halves the width going up from ``w`` at the last hidden layer,
+as in the paper, but no layer is wider than ``8w`` (:data:`MAX_WIDTH_MULTIPLIER`; the 64-px
+net's widest layer, 512 channels at the tutorial's ``w = 64``): the extra stages of the
+larger sizes add 4x4 -> 8x8 (-> 16x16) layers at ``8w`` instead of 16w and 32w layers, which
+would hold 4x and 16x the weights for no reported gain. The discriminator mirrors it
+(``Conv(k4,s2)`` from ``w`` down to 7x7 or 4x4, capped at ``8w`` likewise, then one
+``Linear`` to the logit, ``(B,)``).
+
+``norm`` picks the normaliser of the hidden layers: ``"batch"`` (BatchNorm2d; the
+paper's choice; not on D's first layer), ``"spectral"`` (spectral normalisation of every
+weight, label embeddings included, Miyato et al. 2018; the usual choice with R1 or hinge
+losses) or ``None``. Spectral norm is :func:`~torchgan_lite.nets.spectral.apply_spectral_norm`
+with ``method="parametrization"`` (torch's, on every layer): the head's Linear is a
+negligible share of a conv net's cost, and this keeps the ``state_dict`` keys of the
+checkpoints written before (``*.parametrizations.weight.original``), so they still resume.
 
 With ``num_classes`` both become class-conditional, like
-:mod:`torchgan_lite.conditional`: the generator concatenates a label embedding to
+:mod:`torchgan_lite.nets.conditional`: the generator concatenates a label embedding to
 the noise, the discriminator adds a projection term ``<embed(y), h>`` on its
 flattened features; they then take ``(z, y)`` / ``(x, y)`` with int64 labels ``(B,)``.
 
-Both builders are registered (:mod:`torchgan_lite.registry`): the modules record how
+Both builders are registered (:mod:`torchgan_lite.nets.registry`): the modules record how
 they were built in ``module.config``, which checkpoints save.
 """
 
@@ -33,24 +45,28 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
 
 from torchgan_lite.nets.conditional import check_labels
 from torchgan_lite.nets.mlp import _check_slope
 from torchgan_lite.nets.registry import register_builder
+from torchgan_lite.nets.spectral import apply_spectral_norm
 from torchgan_lite.utils.checks import check_int
 
-__all__ = ["IMAGE_SIZES", "DCGANDiscriminator", "DCGANGenerator", "Norm", "dcgan_discriminator", "dcgan_generator"]
+__all__ = ["IMAGE_SIZES", "MAX_WIDTH_MULTIPLIER", "DCGANDiscriminator", "DCGANGenerator", "Norm",
+           "dcgan_discriminator", "dcgan_generator"]
 
 Norm = Literal["batch", "spectral"] | None
 #: Supported image sizes, and the spatial size the networks start from / end at.
-IMAGE_SIZES: dict[int, int] = {28: 7, 32: 4, 64: 4}
+IMAGE_SIZES: dict[int, int] = {28: 7, 32: 4, 64: 4, 128: 4, 256: 4}
+#: No layer is wider than this many times ``base_width`` (the 64x64 net's widest layer).
+MAX_WIDTH_MULTIPLIER = 8
 _NORMS = ("batch", "spectral", None)
 
 
 def _check_common(image_size: object, channels: object, base_width: object, norm: object) -> None:
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size not in IMAGE_SIZES:
-        raise ValueError(f"image_size must be one of {sorted(IMAGE_SIZES)}, got {image_size!r}")
+        raise ValueError(f"image_size must be one of {sorted(IMAGE_SIZES)} (28 for MNIST, or a power of two from "
+                         f"32 to 256), got {image_size!r}")
     check_int("channels", channels)
     check_int("base_width", base_width)
     if norm not in _NORMS:
@@ -63,6 +79,11 @@ def _num_up(image_size: int) -> int:
     while start << n < image_size:
         n += 1
     return n
+
+
+def _widths(image_size: int, base_width: int) -> list[int]:
+    """The discriminator's widths, stage by stage (the generator's, reversed): ``w, 2w, 4w, 8w, 8w, ...``."""
+    return [base_width * min(2**i, MAX_WIDTH_MULTIPLIER) for i in range(_num_up(image_size))]
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -79,9 +100,7 @@ def _init_weights(module: nn.Module) -> None:
 
 def _apply_spectral_norm(module: nn.Module) -> None:
     """Spectral-normalise the weight of every conv, linear and embedding layer (after initialisation)."""
-    for m in list(module.modules()):
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
-            spectral_norm(m)
+    apply_spectral_norm(module, method="parametrization", embeddings=True)
 
 
 def _check_label_argument(who: str, conditional_call: str, plain_call: str, num_classes: int | None,
@@ -105,8 +124,7 @@ class DCGANGenerator(nn.Module):
         self.num_classes = num_classes
         self.out_shape = (channels, image_size, image_size)
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes is not None else None
-        n_up = _num_up(image_size)
-        widths = [base_width * 2 ** (n_up - 1 - i) for i in range(n_up)]  # e.g. 28: [2w, w]
+        widths = _widths(image_size, base_width)[::-1]  # e.g. 28: [2w, w]; 128: [8w, 8w, 4w, 2w, w]
         bias = norm != "batch"  # a bias before batch norm is cancelled by its mean
         in_dim = latent_dim + (embed_dim if num_classes is not None else 0)
         layers: list[nn.Module] = [nn.ConvTranspose2d(in_dim, widths[0], IMAGE_SIZES[image_size], 1, 0, bias=bias)]
@@ -142,8 +160,7 @@ class DCGANDiscriminator(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.in_shape = (channels, image_size, image_size)
-        n_down = _num_up(image_size)
-        widths = [base_width * 2**i for i in range(n_down)]  # e.g. 28: [w, 2w]
+        widths = _widths(image_size, base_width)  # e.g. 28: [w, 2w]; 128: [w, 2w, 4w, 8w, 8w]
         layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(negative_slope)]
         for w_in, w_out in itertools.pairwise(widths):
             layers.append(nn.Conv2d(w_in, w_out, 4, 2, 1, bias=norm != "batch"))
@@ -187,9 +204,9 @@ def dcgan_generator(
 
     Args:
         latent_dim: Size of the noise vector.
-        image_size: 28, 32 or 64.
+        image_size: 28, 32, 64, 128 or 256.
         channels: Image channels (1 for MNIST, 3 for colour).
-        base_width: Channels of the last hidden layer; earlier layers double it.
+        base_width: Channels of the last hidden layer; earlier layers double it, up to ``8 * base_width``.
         norm: ``"batch"``, ``"spectral"`` or None (see the module docstring).
         num_classes: None: unconditional, ``G(z)``. An int: class-conditional, ``G(z, y)``.
         embed_dim: Conditional only: size of the label embedding; None: ``num_classes``.
@@ -220,9 +237,9 @@ def dcgan_discriminator(
     """A DCGAN discriminator for ``image_size`` x ``image_size`` images.
 
     Args:
-        image_size: 28, 32 or 64.
+        image_size: 28, 32, 64, 128 or 256.
         channels: Image channels.
-        base_width: Channels of the first layer; later layers double it.
+        base_width: Channels of the first layer; later layers double it, up to ``8 * base_width``.
         norm: ``"batch"``, ``"spectral"`` or None (see the module docstring).
         negative_slope: LeakyReLU slope.
         num_classes: None: unconditional, ``D(x)``. An int: projection discriminator, ``D(x, y)``.

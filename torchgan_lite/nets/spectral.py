@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from torchgan_lite.utils.checks import check_int
+from torchgan_lite.utils.checks import check_bool, check_int
 
 __all__ = ["OutputSpectralNorm", "apply_spectral_norm", "spectral_norm_output"]
 
@@ -169,7 +169,7 @@ def _spectral_normed(layer: nn.Module) -> bool:
 
 
 def apply_spectral_norm(module: nn.Module, n_power_iterations: int = 1, eps: float = 1e-12,
-                        method: str = "auto") -> nn.Module:
+                        method: str = "auto", embeddings: bool = False) -> nn.Module:
     """Spectral-normalise every Linear/Conv/ConvTranspose layer of ``module``, in place.
 
     Two implementations of the same function (Miyato et al. 2018; one power iteration per
@@ -199,6 +199,9 @@ def apply_spectral_norm(module: nn.Module, n_power_iterations: int = 1, eps: flo
         method: ``"auto"``: Linear layers by the output, the others by torch's
             parametrization; ``"parametrization"``: torch's for every layer; ``"output"``:
             the output for every layer, which must then all be Linear.
+        embeddings: Also normalise every ``nn.Embedding`` (its ``(num, dim)`` table, by torch's
+            parametrization; not with ``method="output"``): the class embedding of a projection
+            discriminator (Miyato & Koyama 2018) or of a conditional generator.
 
     Returns:
         ``module`` itself.
@@ -208,14 +211,16 @@ def apply_spectral_norm(module: nn.Module, n_power_iterations: int = 1, eps: flo
     check_int("n_power_iterations", n_power_iterations)
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    found = [(name, layer) for name, layer in module.named_modules() if isinstance(layer, _NORMED)]
+    kinds = (*_NORMED, nn.Embedding) if check_bool("embeddings", embeddings) else _NORMED
+    found = [(name, layer) for name, layer in module.named_modules() if isinstance(layer, kinds)]  # module order
     if not found:
         raise ValueError(f"module has no Linear or Conv layer to spectral-normalise: {type(module).__name__}")
     if method == "output":
         for name, layer in found:
             if not isinstance(layer, nn.Linear):
                 raise ValueError(f"method='output' normalises Linear layers only, but {name or 'module'} is a "
-                                 f"{type(layer).__name__}: use method='auto' or 'parametrization'")
+                                 f"{type(layer).__name__}: use method='auto' or 'parametrization'"
+                                 f"{' (or embeddings=False)' if isinstance(layer, nn.Embedding) else ''}")
     for _, layer in found:
         if _spectral_normed(layer):
             continue
