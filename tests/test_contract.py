@@ -4,11 +4,12 @@ Builders, parametrized from :mod:`torchgan_lite.registry` (a builder of the libr
 without a case here fails ``test_every_library_builder_has_contract_cases``):
 
 - output shape and dtype on a small batch, in eval and train mode; generators in [-1, 1];
+- determinism: the same seed builds the same weights, and the same input gives the same output;
 - ``latent_dim`` (generators), ``num_classes`` (both), ``out_shape``/``in_shape``;
 - the config round trip: ``build(module_config(m))``, through ``torch.save``/``torch.load(weights_only=True)``,
   has the same state_dict keys and shapes, and the same outputs once ``m``'s state is loaded;
 - ``torch.export.export`` and ``torch.jit.script`` (expected to fail, with the reason, where
-  torch does not support it), for every builder, norm and conditioning (not every image size).
+  torch does not support it), for every builder, norm and conditioning (at the smallest image sizes only).
 
 Losses, every one in :mod:`torchgan_lite.losses`: value-only (computing one changes no
 parameter's ``.grad``), a float32 scalar, finite for finite logits, with a gradient to the
@@ -38,9 +39,12 @@ from torchgan_lite.nets import registry
 BATCH = 3
 
 # (builder, kwargs): small networks. The DCGAN ones cover every size, every norm at each size, and conditional or
-# not at each size (9 of the 18 combinations, to stay fast).
-_DCGAN = [(size, norm, (None, 3)[(i + j) % 2]) for i, size in enumerate((28, 32, 64))
+# not at each size (15 of the 30 combinations, to stay fast); the ResNet ones every size, conditional or not, and
+# spectral norm or not (the discriminator's default is with).
+_DCGAN = [(size, norm, (None, 3)[(i + j) % 2]) for i, size in enumerate((28, 32, 64, 128, 256))
           for j, norm in enumerate(("batch", "spectral", None))]
+_RESNET_G = [(32, None, False), (32, 3, False), (32, 3, True), (64, None, True), (128, 2, False)]
+_RESNET_D = [(32, None, True), (32, 3, True), (32, 3, False), (64, 2, True), (128, None, True)]
 CASES: list[tuple[str, dict[str, Any]]] = [
     ("mlp_generator", {"latent_dim": 6, "hidden": [8, 12], "out_shape": [1, 4, 4]}),
     ("mlp_generator", {"latent_dim": 3, "hidden": [], "out_shape": [5], "fast_layers": False}),
@@ -56,6 +60,10 @@ CASES: list[tuple[str, dict[str, Any]]] = [
                            "num_classes": c}) for s, n, c in _DCGAN],
     *[("dcgan_discriminator", {"image_size": s, "channels": 2, "base_width": 2, "norm": n, "num_classes": c})
       for s, n, c in _DCGAN],
+    *[("resnet_generator", {"latent_dim": 5, "image_size": s, "channels": 2, "base_width": 2, "num_classes": c,
+                            "spectral_norm": sn}) for s, c, sn in _RESNET_G],
+    *[("resnet_discriminator", {"image_size": s, "channels": 3, "base_width": 2, "num_classes": c,
+                                "spectral_norm": sn}) for s, c, sn in _RESNET_D],
 ]
 IDS = [f"{name}-{i}" for i, (name, _) in enumerate(CASES)]
 
@@ -65,16 +73,17 @@ SPECTRAL_NOT_SCRIPTABLE = ("torch.nn.utils.parametrizations.spectral_norm is not
 
 
 def _script_param(name: str, kwargs: dict[str, Any], case_id: str) -> Any:
-    if kwargs.get("norm") == "spectral":
+    if kwargs.get("norm") == "spectral" or kwargs.get("spectral_norm") is True:
         return pytest.param(name, kwargs, id=case_id, marks=pytest.mark.xfail(reason=SPECTRAL_NOT_SCRIPTABLE,
                                                                               strict=True))
     return pytest.param(name, kwargs, id=case_id)
 
 
 # Export and scripting depend on the layers, not the image size: the DCGAN cases at 28 and 32 hold every norm, and
-# conditional or not, for both networks; the 64x64 ones only add layers (and seconds).
+# conditional or not, for both networks, and the ResNet ones at 32 every option; the larger sizes only add layers
+# (and seconds).
 COMPILE_CASES = [(name, kwargs, case_id) for (name, kwargs), case_id in zip(CASES, IDS)
-                 if kwargs.get("image_size") != 64]
+                 if kwargs.get("image_size", 0) <= 32]
 EXPORT_CASES = [pytest.param(name, kwargs, id=case_id) for name, kwargs, case_id in COMPILE_CASES]
 SCRIPT_CASES = [_script_param(name, kwargs, case_id) for name, kwargs, case_id in COMPILE_CASES]
 
@@ -117,7 +126,7 @@ def _through_file(obj: object) -> Any:
 def test_every_library_builder_has_contract_cases():
     library = {name for name, fn in registry.builders().items() if fn.__module__.startswith("torchgan_lite.")}
     assert library == {name for name, _ in CASES}
-    assert {"mlp_generator", "conditional_mlp_discriminator", "dcgan_generator"} <= library
+    assert {"mlp_generator", "conditional_mlp_discriminator", "dcgan_generator", "resnet_discriminator"} <= library
 
 
 @pytest.mark.parametrize(("name", "kwargs"), CASES, ids=IDS)
@@ -133,6 +142,20 @@ def test_output_shape_dtype_and_range(name, kwargs):
             assert out.abs().max() <= 1.0
         else:
             assert out.shape == (BATCH,)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), CASES, ids=IDS)
+def test_same_seed_same_network_same_input_same_output(name, kwargs):
+    m = _module(name, kwargs)
+    torch.manual_seed(CASES.index((name, kwargs)))  # _built's seed
+    again = registry.builders()[name](**kwargs).eval()
+    ours, theirs = m.state_dict(), again.state_dict()
+    assert list(ours) == list(theirs) and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    with torch.no_grad():
+        first = m(*_inputs(m))
+        assert torch.equal(m(*_inputs(m)), first)  # eval mode: no state changes between calls
+        assert torch.equal(again(*_inputs(m)), first)
+        assert not torch.equal(m(*_inputs(m, seed=1)), first)  # and the output depends on the input
 
 
 @pytest.mark.parametrize(("name", "kwargs"), CASES, ids=IDS)

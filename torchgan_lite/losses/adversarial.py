@@ -10,6 +10,12 @@ Every loss object has two methods, both returning a scalar:
   scores real samples high and fake samples low;
 - ``generator_loss(fake_logits)``, lower when fakes are scored high.
 
+A *relativistic* loss, whose generator side compares each fake with a real sample, sets
+the class attribute ``needs_real_logits = True``: the step then also scores the real batch
+in the generator update and calls ``generator_loss(fake_logits, real_logits)`` (those real
+logits carry no graph: D's parameters are frozen there and the real batch is data).
+:class:`RelativisticPairingLoss` is one; every other loss's step is unchanged.
+
 Logits are the raw outputs of the discriminator (``(B,)``), never probabilities:
 ``softplus(-x) = -log(sigmoid(x))`` is the binary cross-entropy with label 1,
 computed without forming ``sigmoid(x)`` (safe at large ``|x|`` and under autocast).
@@ -19,16 +25,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "GANLoss", "HingeLoss", "LeastSquaresLoss", "MinimaxLoss", "NonSaturatingLoss", "WassersteinLoss",
-    "hinge_discriminator_loss", "hinge_generator_loss", "least_squares_discriminator_loss",
+    "GANLoss", "HingeLoss", "LeastSquaresLoss", "MinimaxLoss", "NonSaturatingLoss", "RelativisticPairingLoss",
+    "WassersteinLoss", "hinge_discriminator_loss", "hinge_generator_loss", "least_squares_discriminator_loss",
     "least_squares_generator_loss", "minimax_generator_loss", "nonsaturating_discriminator_loss",
-    "nonsaturating_generator_loss", "wasserstein_discriminator_loss", "wasserstein_generator_loss"
+    "nonsaturating_generator_loss", "relativistic_pairing_discriminator_loss",
+    "relativistic_pairing_generator_loss", "wasserstein_discriminator_loss", "wasserstein_generator_loss"
 ]
 
 
@@ -91,12 +98,52 @@ def hinge_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()
 
 
+def _check_pairs(first: str, a: torch.Tensor, second: str, b: torch.Tensor) -> None:
+    """The two logits of a relativistic loss pair up sample by sample: one shape, no broadcasting."""
+    for name, t in ((first, a), (second, b)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor of logits, got {type(t).__name__}")
+    if a.shape != b.shape:
+        raise ValueError(f"{first} and {second} must have one shape (sample i of each forms pair i), got "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def relativistic_pairing_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """RpGAN discriminator: ``E[softplus(-(D(x_i) - D(G(z_i))))]`` over the pairs ``(x_i, G(z_i))``.
+
+    Jolicoeur-Martineau 2018's relativistic pairing loss, the objective of R3GAN (Huang et
+    al. 2024): D is asked that each real sample scores above the fake it is paired with,
+    not that either crosses a fixed threshold. ``softplus(-d) = -log(sigmoid(d))``, stable at large ``|d|``.
+
+    Args:
+        real_logits: ``D(x)``, ``(B,)`` (any shape, equal to ``fake_logits``'s).
+        fake_logits: ``D(G(z))``, the same shape: element i is paired with ``real_logits[i]``.
+    """
+    _check_pairs("real_logits", real_logits, "fake_logits", fake_logits)
+    return F.softplus(fake_logits - real_logits).mean()  # softplus(-(real - fake))
+
+
+def relativistic_pairing_generator_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """RpGAN generator: ``E[softplus(-(D(G(z_i)) - D(x_i)))]``, the discriminator's loss with the roles swapped.
+
+    Args:
+        fake_logits: ``D(G(z))``, ``(B,)``; the gradient to G flows through these.
+        real_logits: ``D(x)``, the same shape (constants for G).
+    """
+    _check_pairs("fake_logits", fake_logits, "real_logits", real_logits)
+    return F.softplus(real_logits - fake_logits).mean()  # softplus(-(fake - real))
+
+
 # --------------------------------------------------------------------------- loss objects
 
 
 @runtime_checkable
 class GANLoss(Protocol):
-    """What the trainer needs of a loss: two pure functions of logits, each a scalar."""
+    """What the trainer needs of a loss: two pure functions of logits, each a scalar.
+
+    A loss may also set ``needs_real_logits = True`` (see the module docstring): its generator
+    loss is then called ``generator_loss(fake_logits, real_logits)``.
+    """
 
     def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor: ...
 
@@ -181,3 +228,38 @@ class HingeLoss:
 
     def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
         return hinge_generator_loss(fake_logits)
+
+
+@dataclass(frozen=True)
+class RelativisticPairingLoss:
+    """RpGAN (Jolicoeur-Martineau 2018), the loss of R3GAN (Huang et al. 2024, "The GAN is dead; long live the GAN!").
+
+    ``D: E[softplus(D(G(z_i)) - D(x_i))]``, ``G: E[softplus(D(x_i) - D(G(z_i)))]``: each real
+    sample of a batch is paired with the fake at its index. R3GAN pairs it with R1 and R2
+    (:class:`~torchgan_lite.losses.penalties.R1Penalty`, :class:`~torchgan_lite.losses.penalties.R2Penalty`),
+    which together make it converge locally without other tricks.
+
+    The generator side needs D's logits on a real batch, so the step scores one in the
+    generator update as well (``needs_real_logits``): one more discriminator forward per
+    generator update, without a backward through it.
+
+    Attributes:
+        needs_real_logits: True (a class attribute): the step calls ``generator_loss(fake_logits, real_logits)``.
+    """
+
+    needs_real_logits: ClassVar[bool] = True
+
+    def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return relativistic_pairing_discriminator_loss(real_logits, fake_logits)
+
+    def generator_loss(self, fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None) -> torch.Tensor:
+        """The generator's loss; ``real_logits`` (the same shape as ``fake_logits``) is required.
+
+        It is optional in the signature only so that the class still type-checks as a
+        :class:`GANLoss`; without it the call raises ``TypeError`` naming it.
+        """
+        if real_logits is None:
+            raise TypeError("RelativisticPairingLoss.generator_loss needs real_logits, D's logits on a real batch "
+                            "paired with the fakes: call generator_loss(fake_logits, real_logits) (the training "
+                            "step does, since the loss sets needs_real_logits = True)")
+        return relativistic_pairing_generator_loss(fake_logits, real_logits)

@@ -1,8 +1,11 @@
-"""Discriminator regularizers beyond the penalties of losses.py: LeCam, lazy regularisation, spectral norm.
+"""Discriminator regularizers: gradient penalties (WGAN-GP, R1, R2), LeCam, lazy regularisation.
 
 Like :mod:`torchgan_lite.losses`, these only compute values: the step adds them to the
 discriminator's loss and does the one backward pass (docs/architecture.md).
 
+- :class:`GradientPenalty` (WGAN-GP), :class:`R1Penalty` and :class:`R2Penalty` (Mescheder
+  et al. 2018: the squared input gradient of D on real, respectively fake, samples; R3GAN
+  uses both): called ``reg(discriminator, real, fake)``, each takes a double backward.
 - :class:`LeCamRegularizer` (Tseng et al. 2021, "Regularizing Generative Adversarial
   Networks under Limited Data"): anchors D's outputs to moving averages of its outputs
   on the other side. Its class sets ``uses_logits = True``, so the step calls it
@@ -11,10 +14,8 @@ discriminator's loss and does the one backward pass (docs/architecture.md).
   expensive penalty (R1, a gradient penalty) every ``every``-th call only, scaled by
   ``every`` so its average strength is unchanged; :func:`lazy_adam_hparams` is the
   matching correction of Adam's learning rate and betas.
-- :func:`apply_spectral_norm` (Miyato et al. 2018): spectral normalisation of every
-  linear and convolutional layer of a discriminator, through
-  ``torch.nn.utils.parametrizations.spectral_norm`` or, for Linear layers, the cheaper
-  :func:`torchgan_lite.nets.spectral.spectral_norm_output` (the same function).
+- Spectral normalisation (Miyato et al. 2018), a constraint rather than a penalty, lives in
+  :mod:`torchgan_lite.nets.spectral` (:func:`~torchgan_lite.nets.spectral.apply_spectral_norm`).
 
 The moving averages and the call counter are state: ``state_dict``/``load_state_dict``
 save and restore them, so that a resumed run computes exactly the same penalties.
@@ -34,7 +35,10 @@ from torch import nn
 from torchgan_lite.losses.adversarial import _check_finite
 from torchgan_lite.utils.checks import check_int
 
-__all__ = ["GradientPenalty", "LazyRegularizer", "LeCamRegularizer", "R1Penalty", "Regularizer", "lazy_adam_hparams"]
+__all__ = [
+    "GradientPenalty", "LazyRegularizer", "LeCamRegularizer", "R1Penalty", "R2Penalty", "Regularizer",
+    "lazy_adam_hparams"
+]
 
 
 # --------------------------------------------------------------------------- regularizers
@@ -91,12 +95,8 @@ class GradientPenalty:
 
 
 @dataclass(frozen=True)
-class R1Penalty:
-    """R1 (Mescheder et al. 2018): ``gamma / 2 * E[||grad D(x)||^2]`` on real samples.
-
-    Attributes:
-        gamma: Penalty weight; 10 is the paper's MNIST/CIFAR choice.
-    """
+class _ZeroCenteredPenalty:
+    """``gamma / 2 * E[||grad D(x)||^2]`` on the samples a subclass picks: R1's and R2's shared code."""
 
     gamma: float = 10.0
 
@@ -104,9 +104,37 @@ class R1Penalty:
         if _check_finite("gamma", self.gamma) < 0:
             raise ValueError(f"gamma must be >= 0, got {self.gamma}")
 
-    def __call__(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        grad = _input_gradient(discriminator, real)
+    def _penalty(self, discriminator: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        grad = _input_gradient(discriminator, x)  # (B, prod(sample_shape)); x detached inside
         return 0.5 * self.gamma * grad.square().sum(dim=1).mean()
+
+
+@dataclass(frozen=True)
+class R1Penalty(_ZeroCenteredPenalty):
+    """R1 (Mescheder et al. 2018): ``gamma / 2 * E[||grad D(x)||^2]`` on real samples.
+
+    Attributes:
+        gamma: Penalty weight; 10 is the paper's MNIST/CIFAR choice.
+    """
+
+    def __call__(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return self._penalty(discriminator, real)
+
+
+@dataclass(frozen=True)
+class R2Penalty(_ZeroCenteredPenalty):
+    """R2: ``gamma / 2 * E[||grad D(G(z))||^2]``, R1 on the fake samples (Mescheder et al. 2018; R3GAN's R1 + R2).
+
+    The fake batch is detached first, so the penalty reaches D's parameters only, never G's.
+    R3GAN (Huang et al. 2024) adds R1 and R2 with one gamma to
+    :class:`~torchgan_lite.losses.adversarial.RelativisticPairingLoss`.
+
+    Attributes:
+        gamma: Penalty weight (R3GAN: 0.05 on CIFAR-10 up to 150 on FFHQ 256).
+    """
+
+    def __call__(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return self._penalty(discriminator, fake.detach().to(real.dtype))  # bfloat16 fakes meet float32 reals
 
 
 def _check_float(name: str, value: object, low: float, high: float, closed_high: bool = False) -> float:

@@ -8,7 +8,9 @@ One step, as in the reference recipe (``docs/reference-recipe.md``):
    ``backward()``; one ``d_optimizer.step()``.
 2. Fresh noise; ``loss_G = loss.generator_loss(D(G(z)))`` with D's parameters frozen
    (no gradient is computed for them, so D's weights and ``.grad`` stay as the D update
-   left them); one ``backward()``; one ``g_optimizer.step()``.
+   left them); one ``backward()``; one ``g_optimizer.step()``. A loss that sets
+   ``needs_real_logits`` (RpGAN) gets ``generator_loss(D(G(z)), D(real))``: only then is the
+   real batch scored again here (no graph: it is data and D is frozen).
 
 Everything stays on the device: no host read in a step (a :class:`~torchgan_lite.training.guard.HostGuard`
 reads its verdicts, free on a CPU). What varies between set-ups is chosen once, at
@@ -93,7 +95,8 @@ class GANStep:
     Args:
         generator: ``G(z) -> (B, *sample_shape)`` (conditional: ``G(z, y)``).
         discriminator: ``D(x) -> (B,)`` or ``(B, 1)`` logits (conditional: ``D(x, y)``).
-        loss: ``discriminator_loss(real_logits, fake_logits)`` and ``generator_loss(fake_logits)``.
+        loss: ``discriminator_loss(real_logits, fake_logits)`` and ``generator_loss(fake_logits)``
+            (``generator_loss(fake_logits, real_logits)`` if it sets ``needs_real_logits = True``).
         g_optimizer, d_optimizer: Over the generator's and the discriminator's parameters.
         latent_dim: Noise size.
         num_classes: Classes of a conditional pair; None for an unconditional one.
@@ -152,7 +155,8 @@ class GANStep:
         self._g_params = [p for p in generator.parameters() if p.requires_grad]
         # The two forwards an update runs: these methods here, compiled ones in CompiledGANStep.
         self._d_forward = self.discriminator_forward
-        self._g_forward: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] = self.generator_forward
+        self._g_forward: Callable[..., torch.Tensor] = self.generator_forward
+        self._needs_real_logits = bool(getattr(loss, "needs_real_logits", False))  # RpGAN: G sees D(real)
         self._autocast: Callable[[], contextlib.AbstractContextManager[Any]] = (
             contextlib.nullcontext if amp is None else
             lambda: torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=autocast_cache))
@@ -200,11 +204,16 @@ class GANStep:
                     d_loss = d_loss + reg(d_fn, real_in, fake_in)
         return d_loss, real_logits, fake_logits
 
-    def generator_forward(self, z: torch.Tensor, fake_labels: torch.Tensor | None) -> torch.Tensor:
-        """G's loss on ``G(z)`` through D."""
+    def generator_forward(self, z: torch.Tensor, fake_labels: torch.Tensor | None, real: torch.Tensor | None = None,
+                          labels: torch.Tensor | None = None) -> torch.Tensor:
+        """G's loss on ``G(z)`` through D; with ``real``, ``generator_loss(fake_logits, real_logits)``."""
         with self._autocast():
-            fake_logits = self.logits(self._augment(self.generate(z, fake_labels)), fake_labels)  # (B,)
-            return self.loss.generator_loss(fake_logits)
+            fake_in = self._augment(self.generate(z, fake_labels))  # (B, *sample)
+            if real is None:
+                return self.loss.generator_loss(self.logits(fake_in, fake_labels))
+            real_logits, fake_logits = self.score(self._augment(real), labels, fake_in, fake_labels)  # (B,), (B,)
+            paired: Callable[..., torch.Tensor] = self.loss.generator_loss  # the needs_real_logits signature
+            return paired(fake_logits, real_logits)
 
     def _apply(self, which: str, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
                params: list[nn.Parameter]) -> None:
@@ -228,13 +237,22 @@ class GANStep:
         real_logits, fake_logits = real_logits.detach(), fake_logits.detach()
         return DUpdate(d_loss.detach(), real_logits.mean(), fake_logits.mean(), real_logits.sign().mean())
 
-    def generator_update(self, batch_size: int) -> torch.Tensor:
-        """One generator update on fresh noise, through D with D's parameters frozen; returns the loss."""
+    def generator_update(self, batch_size: int, real: torch.Tensor | None = None,
+                         labels: torch.Tensor | None = None) -> torch.Tensor:
+        """One generator update on fresh noise, through D with D's parameters frozen; returns the loss.
+
+        ``real`` (and its ``labels``) is the batch a ``needs_real_logits`` loss compares the fakes
+        with (required then, unused otherwise).
+        """
+        if self._needs_real_logits and real is None:
+            raise ValueError(f"generator_update needs the real batch: {type(self.loss).__name__} sets "
+                             "needs_real_logits, so pass generator_update(batch_size, real, labels)")
         z, fake_labels = self.noise(batch_size)  # (B, latent)
         for p in self._d_params:  # no weight gradients for D: saves its weight-gradient matmuls
             p.requires_grad_(False)
         try:
-            g_loss = self._g_forward(z, fake_labels)
+            g_loss = (self._g_forward(z, fake_labels, real, labels) if self._needs_real_logits
+                      else self._g_forward(z, fake_labels))
             self._apply("generator", g_loss, self.g_optimizer, self._g_params)
         finally:
             for p in self._d_params:
@@ -247,7 +265,7 @@ class GANStep:
         self.discriminator.train()
         for _ in range(self.n_critic):
             d = self.discriminator_update(real, labels)
-        g_loss = self.generator_update(real.shape[0])
+        g_loss = self.generator_update(real.shape[0], real, labels)
         self.guard.end_step()
         return StepResult(d.d_loss, g_loss, d.d_real, d.d_fake, d.real_sign)
 
