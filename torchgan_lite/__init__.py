@@ -158,6 +158,14 @@ from torchgan_lite.nets.registry import (
     module_config,
     register_builder,
 )
+from torchgan_lite.nets.resnet import (
+    RESNET_IMAGE_SIZES,
+    ResNetDiscriminator,
+    ResNetGenerator,
+    resnet_discriminator,
+    resnet_generator,
+)
+from torchgan_lite.nets.resnet_blocks import ConditionalBatchNorm2d, ResidualDownBlock, ResidualUpBlock
 from torchgan_lite.nets.sampling import sample_images, truncated_noise
 from torchgan_lite.nets.spectral import OutputSpectralNorm, apply_spectral_norm, spectral_norm_output
 from torchgan_lite.training.compiled import CompiledGANStep
@@ -210,10 +218,12 @@ __all__ = [
     "METRIC_NAMES",
     "NUM_CLASSES",
     "POLICIES",
+    "RESNET_IMAGE_SIZES",
     "WARMUP_STEPS",
     "AdaptiveAugment",
     "ClassCoverage",
     "CompiledGANStep",
+    "ConditionalBatchNorm2d",
     "ConditionalMLPDiscriminator",
     "ConditionalMLPGenerator",
     "Config",
@@ -267,6 +277,10 @@ __all__ = [
     "Regularizer",
     "RelativisticPairingLoss",
     "RemovableHandle",
+    "ResNetDiscriminator",
+    "ResNetGenerator",
+    "ResidualDownBlock",
+    "ResidualUpBlock",
     "SampleGrid",
     "SingularCovarianceWarning",
     "StepConfig",
@@ -337,6 +351,8 @@ __all__ = [
     "register_builder",
     "relativistic_pairing_discriminator_loss",
     "relativistic_pairing_generator_loss",
+    "resnet_discriminator",
+    "resnet_generator",
     "resolve_data_root",
     "resolve_device",
     "run_info",
