@@ -107,10 +107,8 @@ from torchgan_lite.metrics.classifier import (
     load_classifier,
 )
 from torchgan_lite.metrics.evaluator import (
-    CACHE_ENV_VAR,
     METRIC_NAMES,
     MNISTEvaluator,
-    cache_dir,
     evaluate_mnist,
 )
 from torchgan_lite.metrics.frechet import SingularCovarianceWarning, feature_statistics, frechet_distance
@@ -200,6 +198,7 @@ from torchgan_lite.training.step import (
     optimizer_config,
 )
 from torchgan_lite.training.trainer import GANTrainer
+from torchgan_lite.utils.paths import CACHE_ENV_VAR, cache_dir
 from torchgan_lite.utils.runtime import resolve_device, seed_everything
 from torchgan_lite.utils.version import __version__
 

@@ -36,11 +36,11 @@ from torchgan_lite.metrics.kid import kernel_distance
 from torchgan_lite.metrics.precision_recall import knn_radii, precision_recall
 from torchgan_lite.metrics.scores import class_coverage, class_histogram, classifier_score
 from torchgan_lite.utils.checks import check_int
+from torchgan_lite.utils.paths import cache_dir
 from torchgan_lite.utils.runtime import resolve_device
 
-__all__ = ["CACHE_ENV_VAR", "METRIC_NAMES", "MNISTEvaluator", "cache_dir", "evaluate_mnist"]
+__all__ = ["METRIC_NAMES", "MNISTEvaluator", "evaluate_mnist"]
 
-CACHE_ENV_VAR = "TORCHGAN_LITE_CACHE"
 METRIC_NAMES = ("fd", "kid_mean", "kid_std", "classifier_score", "coverage_kl", "classes_at_1pct",
                 "precision", "recall")
 _CACHE_VERSION = 2
@@ -50,16 +50,6 @@ _KID_SUBSET_SIZE = 1000
 _MEMORY: dict[str, dict[str, torch.Tensor]] = {}  # reference statistics already loaded in this process
 
 SampleSource = nn.Module | Callable[[int], torch.Tensor] | torch.Tensor
-
-
-def cache_dir() -> Path:
-    """Where reference statistics are cached: ``$TORCHGAN_LITE_CACHE``, else ``$XDG_CACHE_HOME/torchgan_lite``,
-    else ``~/.cache/torchgan_lite``."""
-    env = os.environ.get(CACHE_ENV_VAR)
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "torchgan_lite"
 
 
 def _write_atomic(path: Path, write: Callable[[Any], None]) -> None:
