@@ -283,11 +283,16 @@ def _loss_functions() -> list[tuple[str, Any]]:
     for obj in _loss_objects():
         label = repr(obj)
         out.append((f"{label}.discriminator_loss", obj.discriminator_loss))
-        out.append((f"{label}.generator_loss", lambda real, fake, obj=obj: obj.generator_loss(fake)))
+        if getattr(obj, "needs_real_logits", False):  # its generator loss also takes the real logits
+            out.append((f"{label}.generator_loss", lambda real, fake, obj=obj: obj.generator_loss(fake, real)))
+        else:
+            out.append((f"{label}.generator_loss", lambda real, fake, obj=obj: obj.generator_loss(fake)))
     for name in losses.__all__:
         fn = getattr(losses, name)
         if name.endswith("_discriminator_loss"):
             out.append((name, fn))
+        elif name.endswith("_generator_loss") and "real_logits" in inspect.signature(fn).parameters:
+            out.append((name, lambda real, fake, fn=fn: fn(fake, real)))
         elif name.endswith("_generator_loss"):
             out.append((name, lambda real, fake, fn=fn: fn(fake)))
     return out
