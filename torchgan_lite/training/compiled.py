@@ -7,7 +7,8 @@ run their forward passes and losses as two compiled functions, built once:
   ``loss.discriminator_loss`` in one compiled function; its backward is the backward
   graph that ``torch.compile`` (AOTAutograd) compiles with it, run by ``d_loss.backward()``;
 - ``G update``: ``G(z)``, the augmentation, ``D`` (frozen) and ``loss.generator_loss``,
-  likewise.
+  likewise; for a relativistic loss (``needs_real_logits``, e.g. RpGAN) ``D(real)`` too, in
+  the same compiled function.
 
 Inductor fuses the elementwise work around the products (bias, LeakyReLU, dropout, the
 loss, autocast's weight casts) into a few loops and calls MKL/oneDNN for the products

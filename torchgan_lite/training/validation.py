@@ -88,9 +88,12 @@ def probe(generator: nn.Module, discriminator: nn.Module, loss: object, regulari
                                  f"a batch of 2 it returned {getattr(logits, 'shape', type(logits).__name__)}")
             logits = logits.reshape(2).float()
             try:  # a loss may depend on state that exists only once training runs: then this check waits
-                values: tuple[tuple[str, Any], ...] = (("discriminator_loss(real_logits, fake_logits)",
-                           loss.discriminator_loss(logits, logits)),  # type: ignore[attr-defined]
-                          ("generator_loss(fake_logits)", loss.generator_loss(logits)))  # type: ignore[attr-defined]
+                lo: Any = loss
+                d_value = lo.discriminator_loss(logits, logits)
+                g_value = lo.generator_loss(logits, logits) if getattr(lo, "needs_real_logits", False) \
+                    else lo.generator_loss(logits)  # a relativistic loss also takes the real logits
+                values: tuple[tuple[str, Any], ...] = (("discriminator_loss(real_logits, fake_logits)", d_value),
+                                                       ("generator_loss(fake_logits)", g_value))
             except Exception:
                 values = ()
             for what, value in values:
