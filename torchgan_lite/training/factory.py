@@ -30,7 +30,7 @@ from torchgan_lite.training.step import GANStep
 from torchgan_lite.training.validation import check_optimizer, check_parts
 from torchgan_lite.utils import distributed as dist_utils
 from torchgan_lite.utils.checks import check_int, describe
-from torchgan_lite.utils.runtime import resolve_device
+from torchgan_lite.utils.runtime import fast_autocast, resolve_device
 
 __all__ = ["IMPLEMENTATIONS", "StepConfig", "build_step", "default_adam"]
 
@@ -46,7 +46,9 @@ class StepConfig:
         n_critic: Discriminator updates per generator update (5 for WGAN-GP).
         regularizers: Penalties added to the discriminator loss inside its one backward
             (``reg(D, real, fake)``, or ``reg(real_logits, fake_logits)`` with ``uses_logits = True``).
-        amp: None (float32, the recipe's numerics) or ``"bf16"`` (bfloat16 autocast of the forwards).
+        amp: None (float32, the recipe's numerics), ``"bf16"`` (bfloat16 autocast of the forwards), or
+            ``"auto"``: bf16 where it is a speed-up on the step's device (:func:`~torchgan_lite.fast_autocast`:
+            a CPU with AVX512-BF16/AMX, a CUDA GPU with bf16), else float32.
         augment: ``x -> x`` applied to every discriminator input (DiffAugment, ADA), or None.
         nonfinite: ``"auto"`` (every update on a CPU, every 100 steps on an accelerator), an int
             (0: off, N: every N steps) or a :class:`~torchgan_lite.NonFinitePolicy`.
@@ -79,8 +81,8 @@ class StepConfig:
         if self.augment is not None and (isinstance(self.augment, type) or not callable(self.augment)):
             raise TypeError(f"StepConfig.augment must be None or a callable x -> x (an instance), "
                             f"got {describe(self.augment)}")
-        if self.amp not in (None, "bf16"):
-            raise ValueError(f"StepConfig.amp must be None or 'bf16', got {self.amp!r}")
+        if self.amp not in (None, "bf16", "auto"):
+            raise ValueError(f"StepConfig.amp must be None, 'bf16' or 'auto', got {self.amp!r}")
         impl = self.implementation
         if isinstance(impl, type):
             if not issubclass(impl, GANStep):
@@ -152,6 +154,7 @@ def build_step(generator: nn.Module, discriminator: nn.Module, loss: Any, config
     dev = resolve_device(device) if device is not None else next(iter(generator.parameters())).device
     generator, discriminator = generator.to(dev), discriminator.to(dev)
     policy = NonFinitePolicy.parse(config.nonfinite, dev)
+    amp = fast_autocast(dev) if config.amp == "auto" else config.amp
     cls = _step_class(config.implementation)
     capturable = config.implementation == "cuda_graph" and dev.type == "cuda"
     g_opt = g_optimizer if g_optimizer is not None else default_adam(generator.parameters(), capturable)
@@ -175,5 +178,5 @@ def build_step(generator: nn.Module, discriminator: nn.Module, loss: Any, config
                           stacklevel=3)
             cls = GANStep
     return cls(generator, discriminator, loss, g_opt, d_opt, latent_dim=latent_dim, num_classes=num_classes,
-               n_critic=config.n_critic, regularizers=config.regularizers, amp=config.amp, augment=config.augment,
+               n_critic=config.n_critic, regularizers=config.regularizers, amp=amp, augment=config.augment,
                rank=rank, world_size=world_size, **kwargs)

@@ -1,4 +1,5 @@
-"""Devices and seeds: ``resolve_device`` (checked ``torch.device`` from a string) and ``seed_everything``.
+"""Devices and seeds: ``resolve_device`` (checked ``torch.device`` from a string), ``seed_everything``,
+and ``fast_autocast`` (whether bfloat16 autocast is a speed-up on a device).
 """
 
 from __future__ import annotations
@@ -10,7 +11,40 @@ import torch
 
 from torchgan_lite.utils.checks import check_int, describe
 
-__all__ = ["resolve_device", "seed_everything"]
+__all__ = ["cpu_bf16_instructions", "fast_autocast", "resolve_device", "seed_everything"]
+
+#: The /proc/cpuinfo flags of CPUs with bfloat16 matrix instructions (AVX512-BF16 dot products, AMX tiles).
+_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_bf16_instructions(cpuinfo: str = "/proc/cpuinfo") -> list[str]:
+    """This CPU's bfloat16 instruction sets (``["amx_bf16", "avx512_bf16"]``...), from ``cpuinfo``.
+
+    Empty where the CPU has none, or where the file cannot be read (not Linux).
+    """
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return sorted(_BF16_FLAGS & set(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return []
+
+
+def fast_autocast(device: torch.device | str) -> str | None:
+    """``"bf16"`` where bfloat16 autocast speeds the step up on ``device``, else None (float32).
+
+    A CUDA GPU with bfloat16 support (Ampere and newer), or a CPU with AVX512-BF16 or AMX
+    instructions. On a CPU without them bfloat16 products are emulated and far slower than
+    float32 (docs/benchmarks.md), so bfloat16 is not offered as a speed-up there.
+    """
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else None
+    if dev.type == "cpu":
+        return "bf16" if cpu_bf16_instructions() else None
+    return None
 
 
 def resolve_device(device: torch.device | str) -> torch.device:
