@@ -31,9 +31,9 @@ from torch import nn
 from torchgan_lite.checkpoints.atomic import atomic_open
 from torchgan_lite.data.mnist import mnist_with_labels
 from torchgan_lite.metrics.classifier import CLASSIFIER_SHA256, extract, load_classifier
-from torchgan_lite.metrics.frechet import feature_statistics, frechet_distance
-from torchgan_lite.metrics.kid import kernel_distance
-from torchgan_lite.metrics.precision_recall import knn_radii, precision_recall
+from torchgan_lite.metrics.frechet import feature_statistics
+from torchgan_lite.metrics.images import distance_scores
+from torchgan_lite.metrics.precision_recall import knn_radii
 from torchgan_lite.metrics.scores import class_coverage, class_histogram, classifier_score
 from torchgan_lite.utils.checks import check_int
 from torchgan_lite.utils.paths import cache_dir
@@ -158,14 +158,13 @@ class MNISTEvaluator:
     def score(self, feats: torch.Tensor, probs: torch.Tensor) -> dict[str, float]:
         """The metrics of sample features ``(N, 128)`` and probabilities ``(N, 10)`` against the test set."""
         ref = self.reference()
-        mu, sigma = feature_statistics(feats)
-        kid_mean, kid_std = kernel_distance(feats, ref["features"], subsets=_KID_SUBSETS,
-                                            subset_size=min(_KID_SUBSET_SIZE, feats.shape[0]), seed=self.seed)
+        # FD, KID and precision/recall through the generic code (metrics.images), on every row of both sides.
+        d = distance_scores(feats, ref["features"], ref["mu"], ref["sigma"], ref["radii"], None, self.seed,
+                            _KID_SUBSETS, _KID_SUBSET_SIZE, knn_fake=feats.shape[0])
         cov = class_coverage(probs, ref["class_hist"])
-        precision, recall = precision_recall(ref["features"], feats, k=_K, real_radii=ref["radii"])
-        return {"fd": frechet_distance(mu, sigma, ref["mu"], ref["sigma"]), "kid_mean": kid_mean,
-                "kid_std": kid_std, "classifier_score": classifier_score(probs), "coverage_kl": cov.kl,
-                "classes_at_1pct": float(cov.classes_covered), "precision": precision, "recall": recall}
+        return {"fd": d["fd"], "kid_mean": d["kid_mean"], "kid_std": d["kid_std"],
+                "classifier_score": classifier_score(probs), "coverage_kl": cov.kl,
+                "classes_at_1pct": float(cov.classes_covered), "precision": d["precision"], "recall": d["recall"]}
 
     def _features(self, chunks: Iterator[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         model = load_classifier(self.device)
