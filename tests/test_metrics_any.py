@@ -404,6 +404,9 @@ def test_inception_offline_is_one_line_saying_how_to_fetch_the_weights(tmp_path,
     text = str(err.value)
     assert "\n" not in text and str(tmp_path / "empty_torch_home") in text
     assert "inception-v3-compat" in text and "python -c" in text and "create_feature_extractor" in text
+    # Training with --eval-every on Inception fails at attach, before the first step, not at an epoch's end.
+    with pytest.raises(WeightsUnavailableError, match="inception-v3-compat"):
+        MetricsCallback(n=10, features="inception", real=real_images(20)).attach(_trainer())
 
 
 def test_inception_metrics_equal_torch_fidelitys_where_the_weights_are_cached():

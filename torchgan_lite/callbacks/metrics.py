@@ -114,9 +114,12 @@ class MetricsCallback:
         if self.real is None and shape != (1, 28, 28):
             raise ValueError(f"MetricsCallback scores MNIST images (1, 28, 28) by default, but this trainer's "
                              f"generator makes {shape}: pass real= (the images to compare against) and features=")
-        if self.real is not None and not self._uses_fidelity():
+        if self.real is not None:  # what can be checked now is checked now, not at the first epoch's end
             self._evaluator, self._device = self._build(trainer.device), trainer.device
-            self._evaluator.extractor.check_images(shape)  # a known input shape is checked now, not at epoch end
+            if isinstance(self._evaluator, FidelityEvaluator):
+                self._evaluator.check_weights()  # offline without cached weights: one line before training
+            else:
+                self._evaluator.extractor.check_images(shape)
         return [trainer.add_callback(Event.EPOCH_END, self._evaluate, every=self.every)]
 
     def _evaluate(self, trainer: GANTrainer) -> None:

@@ -134,6 +134,8 @@ class FeatureExtractor:
         try:
             out = self.module(x)
         except (RuntimeError, ValueError, TypeError, IndexError) as err:
+            if isinstance(err, torch.OutOfMemoryError):  # not a shape mistake: lower the batch size
+                raise
             raise ValueError(f"the feature extractor {self.name!r} failed on images of shape "
                              f"{tuple(images.shape[1:])} ({_last_line(err)}); if it takes other images, "
                              f"{_HOW}") from None

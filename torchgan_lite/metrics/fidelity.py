@@ -33,6 +33,7 @@ import json
 import os
 import urllib.error
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +281,31 @@ class FidelityEvaluator:
             f"({str(err).splitlines()[0][:160]}): on a machine with internet run {fetch_command(self.name)} "
             f"and copy its torch hub folder (~/.cache/torch/hub, or $TORCH_HOME/hub) to {hub} here")
 
+    @contextlib.contextmanager
+    def _quiet_offline(self) -> Iterator[None]:
+        """torch-fidelity's own prints silenced (its download line among them); a failed download as one line."""
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                yield
+        except _NETWORK_ERRORS as err:
+            raise self._offline(err) from None
+        except RuntimeError as err:
+            if "internet" in str(err).lower():  # torch.hub.load's words for an offline repo fetch (DINOv2)
+                raise self._offline(err) from None
+            raise
+
+    def check_weights(self) -> None:
+        """Make sure the extractor's weights are here: cached already, or downloaded now by torch-fidelity.
+
+        Raises:
+            WeightsUnavailableError: not cached and not downloadable (offline), in one line saying how to fetch them.
+        """
+        where = weights_location(self.name)
+        if where is not None and where.exists():
+            return
+        with self._quiet_offline():
+            _tf().utils.create_feature_extractor(self.name, [_layer(self.name)], cuda=False, verbose=False)
+
     def evaluate_uint8(self, fake: torch.Tensor) -> dict[str, float]:
         """torch-fidelity's metrics of uint8 samples ``(N, 1 or 3, H, W)`` against the real set."""
         fake = to_uint8_rgb(fake)
@@ -297,15 +323,8 @@ class FidelityEvaluator:
         if not self._registered:
             kwargs["input2_cache_name"] = name
         cuda = torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext()
-        try:
-            with cuda, contextlib.redirect_stderr(io.StringIO()):
-                out = _tf().calculate_metrics(**kwargs)
-        except _NETWORK_ERRORS as err:
-            raise self._offline(err) from None
-        except RuntimeError as err:
-            if "internet" in str(err).lower():
-                raise self._offline(err) from None
-            raise
+        with cuda, self._quiet_offline():
+            out = _tf().calculate_metrics(**kwargs)
         if self.cache:
             self._record_cache(root, name)
         return {_KEYS[k]: float(v) for k, v in out.items() if k in _KEYS}
