@@ -49,6 +49,7 @@ from torchgan_lite.checkpoints.format import (
     load_checkpoint,
     save_checkpoint,
 )
+from torchgan_lite.data.images import IMAGE_EXTENSIONS, ImageFolderDataset, ImageSet, list_images
 from torchgan_lite.data.mnist import (
     DATA_ENV_VAR,
     default_cache_dir,
@@ -56,6 +57,8 @@ from torchgan_lite.data.mnist import (
     mnist_with_labels,
     resolve_data_root,
 )
+from torchgan_lite.data.sources import NAMED_SETS, load_images
+from torchgan_lite.data.stateful import StatefulLoader
 from torchgan_lite.data.tensor_loader import TensorLoader
 from torchgan_lite.losses.adversarial import (
     GANLoss,
@@ -238,12 +241,14 @@ __all__ = [
     "FIDELITY_EXTRACTORS",
     "FORMAT",
     "HISTORY_COLUMNS",
+    "IMAGE_EXTENSIONS",
     "IMAGE_METRICS",
     "IMAGE_SIZES",
     "IMPLEMENTATIONS",
     "LOGGER_NAME",
     "MAX_WIDTH_MULTIPLIER",
     "METRIC_NAMES",
+    "NAMED_SETS",
     "NUM_CLASSES",
     "POLICIES",
     "RESNET_IMAGE_SIZES",
@@ -280,6 +285,8 @@ __all__ = [
     "HistoryCSV",
     "HostGuard",
     "ImageEvaluator",
+    "ImageFolderDataset",
+    "ImageSet",
     "JSONLHistory",
     "LRSchedule",
     "LazyRegularizer",
@@ -315,6 +322,7 @@ __all__ = [
     "ResidualUpBlock",
     "SampleGrid",
     "SingularCovarianceWarning",
+    "StatefulLoader",
     "StepConfig",
     "StepResult",
     "TensorBoardLogger",
@@ -370,10 +378,12 @@ __all__ = [
     "lazy_adam_hparams",
     "least_squares_discriminator_loss",
     "least_squares_generator_loss",
+    "list_images",
     "load_checkpoint",
     "load_classifier",
     "load_extractor",
     "load_generator",
+    "load_images",
     "minimax_generator_loss",
     "mlp_discriminator",
     "mlp_generator",
