@@ -1,58 +1,46 @@
 """The training command line (torchgan_lite.train): options, mistakes, resuming, signals, run.json.
 
-Runs are in process, on synthetic 4x4 "MNIST" and tiny networks (``fake_mnist`` patches the
-data and the network builders of the CLI), so a whole run costs well under a second. The
-real-MNIST end-to-end checks (a SIGTERM'd example resumed bitwise) are in test_example.py.
+Runs are in process, on synthetic 4x4 "MNIST" and tiny networks handed to the command
+through its seams (``train.main(argv, data=..., networks=...)``, tests/_cli_worker.py), so
+a whole run costs well under a second. Resuming across world sizes launches the same
+command on 2 processes (gloo, CPU). The real-MNIST end-to-end checks (a SIGTERM'd example
+resumed bitwise) are in test_example.py; every bad value of every option in test_cli_errors.py.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import errno
 import json
 import os
 import re
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from torchgan_lite.checkpoints.format import load_checkpoint
+from torchgan_lite.checkpoints.format import load_checkpoint, save_checkpoint
+from torchgan_lite.cli import resume as cli_resume
+from torchgan_lite.cli import run as cli_run
 from torchgan_lite.cli import train
-from torchgan_lite.losses import penalties
-from torchgan_lite.nets import conditional
+from torchgan_lite.cli.common import CLIError
+from torchgan_lite.recipes import make_loss
 
-from .conftest import REPO, tiny_models
+from . import _cli_worker as worker
+from .conftest import REPO
 
-N_IMAGES = 64  # 2 steps an epoch at --batch-size 32
 FAST = ["--batch-size", "32", "--device", "cpu", "--no-progress", "--sample-every", "1"]
-COMMAND = ["python-under-test", "train"]  # the resume command's prefix in these tests
+N_IMAGES = worker.N_IMAGES  # 2 steps an epoch at --batch-size 32
 
 
-@pytest.fixture
-def fake_mnist(monkeypatch):
-    """The CLI on 64 synthetic 4x4 images (labels 0..9) and tiny networks, instead of MNIST and the MLPs."""
-    gen = torch.Generator().manual_seed(1)
-    images = torch.rand(N_IMAGES, 1, 4, 4, generator=gen) * 2 - 1  # (64, 1, 4, 4)
-    labels = torch.arange(N_IMAGES) % 10  # (64,)
-
-    def load(data_root, conditional_, device):
-        return images.to(device), (labels.to(device) if conditional_ else None)
-
-    def networks(args):
-        if args.conditional:
-            return (conditional.conditional_mlp_generator(10, latent_dim=8, hidden=(16,), out_shape=(1, 4, 4)),
-                    conditional.conditional_mlp_discriminator(10, in_shape=(1, 4, 4), hidden=(16,)))
-        return tiny_models()
-
-    monkeypatch.setattr(train, "load_mnist", load)
-    monkeypatch.setattr(train, "_networks", networks)
-    return images
-
-
-def run(args: list[str], out: Path, *, defaults: train.CLIDefaults = train.REFERENCE) -> int:
-    return train.main([*FAST, "--out", str(out), *args], defaults=defaults, command=COMMAND)
+def run(args: list[str], out: Path, *, defaults: train.CLIDefaults = train.REFERENCE, networks=None,
+        data=None) -> int:
+    return train.main([*FAST, "--out", str(out), *args], defaults=defaults, command=worker.COMMAND,
+                      data=data or worker.fake_data, networks=networks or worker.tiny_networks)
 
 
 def one_error_line(err: str) -> str:
@@ -64,6 +52,26 @@ def one_error_line(err: str) -> str:
 
 def run_json(out: Path) -> dict:
     return json.loads((out / "run.json").read_text())
+
+
+def _calling(at_call: int, action):
+    """Networks whose generator runs ``action()`` in its ``at_call``-th forward pass (1 = the trainer's probe)."""
+    calls = {"n": 0}
+
+    def networks(args):
+        g, d = worker.tiny_networks(args)
+        forward = g.forward
+
+        def counted(*a):
+            calls["n"] += 1
+            if calls["n"] == at_call:
+                action()
+            return forward(*a)
+
+        g.forward = counted
+        return g, d
+
+    return networks
 
 
 # --------------------------------------------------------------------------- options and --help
@@ -98,12 +106,16 @@ def test_help_is_plain_text_with_metavars_and_defaults(defaults):
                 assert action.metavar, action.option_strings  # --epochs N, not --epochs EPOCHS
 
 
+def test_help_exits_0_and_prints_the_options(capsys):
+    assert train.main(["--help"]) == 0
+    assert "--resume auto|latest|PATH" in capsys.readouterr().out
+
+
 def test_evaluate_help_is_plain_text(capsys):
     from torchgan_lite.cli import evaluate
 
-    with pytest.raises(SystemExit) as exit_:
-        evaluate.main(["--help"])
-    assert exit_.value.code == 0
+    with contextlib.suppress(SystemExit):  # its own parser may still exit rather than return
+        assert evaluate.main(["--help"]) == 0
     text = capsys.readouterr().out
     assert "evaluate" in text and not re.search(r"``|:class:|:func:|:mod:", text)
 
@@ -116,12 +128,17 @@ def test_resume_command_uses_the_running_interpreter_and_replaces_resume():
     assert default.startswith(sys.executable) and default.endswith("--resume c.pt")
 
 
-def test_make_loss_table():
-    from torchgan_lite.losses import adversarial as losses
+def test_the_default_networks_follow_arch_norm_and_conditional():
+    from torchgan_lite.nets.registry import module_config
 
-    loss, regs, n_critic = train.make_loss("wgan-gp")
-    assert isinstance(loss, losses.WassersteinLoss) and isinstance(regs[0], penalties.GradientPenalty) and n_critic == 5
-    assert isinstance(train.make_loss("nonsaturating")[0], losses.NonSaturatingLoss)
+    def builder(argv):
+        return [module_config(m)["builder"] for m in cli_run.build_networks(train.parse_args(argv))]
+
+    assert builder([]) == ["mlp_generator", "mlp_discriminator"]
+    assert builder(["--conditional"]) == ["conditional_mlp_generator", "conditional_mlp_discriminator"]
+    assert builder(["--arch", "dcgan", "--norm", "spectral"]) == ["dcgan_generator", "dcgan_discriminator"]
+    g, _ = cli_run.build_networks(train.parse_args(["--arch", "dcgan", "--conditional"]))
+    assert g.num_classes == 10
 
 
 # --------------------------------------------------------------------------- mistakes: one error line, no traceback
@@ -130,45 +147,44 @@ def test_make_loss_table():
 @pytest.mark.parametrize("argv, match", [
     (["--epochs", "0"], r"--epochs.*>= 1, got 0"),
     (["--lr", "-1"], r"--lr.*> 0"),
-    (["--ema-decay", "1.5"], r"--ema-decay must be in \[0, 1\)"),
+    (["--ema-decay", "1.5"], r"--ema-decay.*in \[0, 1\)"),
     (["--norm", "spectral"], r"--norm spectral applies to --arch dcgan"),
     (["--loss", "bce"], r"--loss.*invalid choice"),
+    (["--seed", "-1"], r"--seed.*\[0, 2\*\*32\)"),
+    (["--seed", str(2**70)], r"--seed.*\[0, 2\*\*32\)"),
 ])
 def test_option_mistakes_end_in_one_error_line(argv, match, capsys, tmp_path):
-    with pytest.raises(SystemExit) as exit_:
-        train.main([*argv, "--out", str(tmp_path)])
-    assert exit_.value.code == 2
+    assert run(argv, tmp_path) == 2
     assert re.search(match, one_error_line(capsys.readouterr().err))
+    assert not (tmp_path / "run.json").exists()
 
 
-def test_subset_smaller_than_a_batch(fake_mnist, tmp_path, capsys):
+def test_subset_smaller_than_a_batch(tmp_path, capsys):
     assert run(["--subset", "20"], tmp_path) == 2
     line = one_error_line(capsys.readouterr().err)
     assert "--subset 20" in line and "--batch-size 32" in line and "drop_last" not in line
 
 
-def test_subset_larger_than_the_data(fake_mnist, tmp_path, capsys):
+def test_subset_larger_than_the_data(tmp_path, capsys):
     assert run(["--subset", "70000"], tmp_path) == 2
     assert f"more than the {N_IMAGES} training images" in one_error_line(capsys.readouterr().err)
 
 
-def test_out_is_a_file(fake_mnist, tmp_path, capsys):
+def test_out_is_a_file(tmp_path, capsys):
     (tmp_path / "README.md").write_text("x")
     assert run([], tmp_path / "README.md") == 2
     assert "is a file, not a folder" in one_error_line(capsys.readouterr().err)
 
 
-def test_out_not_writable(fake_mnist, tmp_path, capsys, monkeypatch):
-    def refuse(*args, **kwargs):  # what a read-only folder does (the tests may run as root, where chmod cannot)
-        raise PermissionError(errno.EACCES, "Permission denied")
-
-    monkeypatch.setattr(train.tempfile, "TemporaryFile", refuse)
-    assert run([], tmp_path / "locked") == 2
+def test_out_not_writable(tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("x")  # a folder under a regular file cannot be made, even by root
+    locked = tmp_path / "file.txt" / "out"
+    assert run([], locked) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert str(tmp_path / "locked") in line and "Permission denied" in line
+    assert str(locked) in line and "cannot write there" in line
 
 
-def test_resume_a_folder_or_a_missing_file(fake_mnist, tmp_path, capsys):
+def test_resume_a_folder_or_a_missing_file(tmp_path, capsys):
     assert run(["--resume", str(tmp_path)], tmp_path / "out") == 2
     assert "is a folder, not a checkpoint file" in one_error_line(capsys.readouterr().err)
     assert run(["--resume", str(tmp_path / "nope.pt")], tmp_path / "out") == 2
@@ -177,23 +193,49 @@ def test_resume_a_folder_or_a_missing_file(fake_mnist, tmp_path, capsys):
     assert "no valid checkpoint" in one_error_line(capsys.readouterr().err)
 
 
-def test_resume_with_other_options_names_every_difference(fake_mnist, tmp_path, capsys):
+def test_resume_with_other_options_names_every_difference(tmp_path, capsys):
     assert run(["--epochs", "1"], tmp_path) == 0
     capsys.readouterr()
     before = (tmp_path / "checkpoint.pt").read_bytes()
     assert run(["--epochs", "2", "--resume", "auto", "--batch-size", "16", "--loss", "wgan-gp"], tmp_path) == 2
     line = one_error_line(capsys.readouterr().err)
-    for part in ("--batch-size 32 (this command: 16)", "--loss 'nonsaturating' (this command: 'wgan-gp')",
-                 "--n-critic 1 (this command: 5)"):
+    for part in ("--batch-size 32 on 1 process(es), a global batch of 32 (this command: 16 on 1, 16)",
+                 "--loss 'nonsaturating' (this command: 'wgan-gp')", "--n-critic 1 (this command: 5)"):
         assert part in line
     assert "--lr" in line  # says how to change the learning rate legitimately
     assert (tmp_path / "checkpoint.pt").read_bytes() == before  # nothing trained, nothing written
 
 
+def _options_for(batch: int, world: int) -> dict:
+    args = train.parse_args(["--batch-size", str(batch)])
+    return cli_resume.resolved_options(args, 2e-4, world)
+
+
+@pytest.mark.parametrize("saved_batch, saved_world, batch, world, ok", [
+    (64, 2, 128, 1, True), (128, 1, 64, 2, True), (32, 4, 64, 2, True),  # the same global batch: resumable
+    (64, 2, 64, 1, False), (128, 1, 128, 2, False),  # the same per-process batch, another global one
+])
+def test_resume_compares_the_global_batch_not_the_per_process_one(saved_batch, saved_world, batch, world, ok):
+    saved, current = _options_for(saved_batch, saved_world), _options_for(batch, world)
+    if ok:
+        cli_resume.check_resumable(saved, current, Path("c.pt"))
+    else:
+        with pytest.raises(CLIError, match=r"--batch-size .* global batch of \d+ .*the number of processes"):
+            cli_resume.check_resumable(saved, current, Path("c.pt"))
+
+
+def test_resume_of_an_older_checkpoint_takes_its_world_size_from_the_trainer_entry():
+    saved = {k: v for k, v in _options_for(64, 2).items() if k not in ("world_size", "global_batch")}
+    ckpt = {"trainer": {"world_size": 2}}
+    cli_resume.check_resumable(saved, _options_for(128, 1), Path("c.pt"), ckpt)
+    with pytest.raises(CLIError, match="global batch of 128"):
+        cli_resume.check_resumable(saved, _options_for(64, 1), Path("c.pt"), ckpt)
+
+
 # --------------------------------------------------------------------------- resuming
 
 
-def test_resume_auto_starts_afresh_then_continues(fake_mnist, tmp_path, capsys):
+def test_resume_auto_starts_afresh_then_continues(tmp_path, capsys):
     assert run(["--epochs", "1", "--resume", "auto"], tmp_path) == 0
     assert "starting afresh" in capsys.readouterr().out
     assert run(["--epochs", "2", "--resume", "auto"], tmp_path) == 0
@@ -201,11 +243,11 @@ def test_resume_auto_starts_afresh_then_continues(fake_mnist, tmp_path, capsys):
     assert f"resumed from {tmp_path / 'checkpoint.pt'}: 1 of 2 epochs completed, step 2" in out
     assert "done: 2 of 2 epochs completed, step 4" in out
     info = run_json(tmp_path)
-    assert (info["status"], info["step"], info["epoch"]) == ("completed", 4, 2)
+    assert (info["status"], info["step"], info["epoch"], info["world_size"]) == ("completed", 4, 2, 1)
     assert [json.loads(line)["step"] for line in (tmp_path / "history.jsonl").read_text().splitlines()] == [2, 4]
 
 
-def test_rerunning_a_finished_run_trains_nothing(fake_mnist, tmp_path, capsys, recwarn):
+def test_rerunning_a_finished_run_trains_nothing(tmp_path, capsys, recwarn):
     assert run(["--epochs", "1", "--resume", "auto"], tmp_path) == 0
     before = (tmp_path / "checkpoint.pt").read_bytes()
     capsys.readouterr()
@@ -216,23 +258,24 @@ def test_rerunning_a_finished_run_trains_nothing(fake_mnist, tmp_path, capsys, r
     assert run_json(tmp_path)["status"] == "completed"
 
 
-def test_resume_auto_takes_the_newest_valid_checkpoint(fake_mnist, tmp_path, capsys):
+def test_resume_auto_takes_the_newest_valid_checkpoint(tmp_path, capsys):
     assert run(["--epochs", "1"], tmp_path) == 0
-    older = tmp_path / "checkpoint.pt.1"
-    older.write_bytes((tmp_path / "checkpoint.pt").read_bytes())
+    path = tmp_path / "checkpoint.pt"
+    saved = {k: v for k, v in load_checkpoint(path).items() if k not in ("format", "checksums")}
+    save_checkpoint(saved, path, keep_last=1)  # an older copy, kept under the name the library gives it
     assert run(["--epochs", "2", "--resume", "auto"], tmp_path) == 0  # checkpoint.pt now at step 4
-    (tmp_path / "checkpoint.pt").write_bytes(b"torn")  # the newest file is damaged: skip it
+    path.write_bytes(b"torn")  # the newest file is damaged: skip it
     found = train.find_checkpoint(tmp_path)
-    assert found is not None and found[0] == older and found[1]["trainer"]["step"] == 2
+    assert found is not None and found[0] != path and found[1]["trainer"]["step"] == 2
     capsys.readouterr()
     assert run(["--epochs", "2", "--resume", "auto"], tmp_path) == 0
     captured = capsys.readouterr()
-    assert f"skipping {tmp_path / 'checkpoint.pt'}" in captured.err
-    assert f"resumed from {older}" in captured.out
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["trainer"]["step"] == 4
+    assert str(path) in captured.err  # the damaged file is named
+    assert f"resumed from {found[0]}" in captured.out
+    assert load_checkpoint(path)["trainer"]["step"] == 4
 
 
-def test_lr_on_resume_is_explicit_and_run_json_tells_the_truth(fake_mnist, tmp_path, capsys):
+def test_lr_on_resume_is_explicit_and_run_json_tells_the_truth(tmp_path, capsys):
     assert run(["--epochs", "1", "--lr", "1e-3"], tmp_path) == 0
     assert run_json(tmp_path)["lr"] == {"generator": 1e-3, "discriminator": 1e-3}
     assert run(["--epochs", "2", "--resume", "auto"], tmp_path) == 0  # no --lr: the checkpoint's
@@ -244,57 +287,49 @@ def test_lr_on_resume_is_explicit_and_run_json_tells_the_truth(fake_mnist, tmp_p
     assert "learning rate 0.0005 (--lr), was 0.001 in the checkpoint" in capsys.readouterr().out
 
 
-def test_run_json_tells_the_progress_while_running(fake_mnist, tmp_path, monkeypatch):
-    make, seen = train._networks, []
-
-    def networks(args):
-        g, d = make(args)
-        forward, calls = g.forward, [0]
-
-        def reading_run_json(*a):
-            calls[0] += 1
-            if calls[0] == 1 + 2 * 4 + 2 + 1:  # the D update of step 5: two epochs (and their grids) done
-                seen.append(run_json(tmp_path))
-            return forward(*a)
-
-        g.forward = reading_run_json
-        return g, d
-
-    monkeypatch.setattr(train, "_networks", networks)
-    assert run(["--epochs", "3"], tmp_path) == 0
+def test_run_json_tells_the_progress_while_running(tmp_path):
+    seen = []
+    # Generator calls: 1 shape probe, 2 a step (D update, G update), 1 per epoch-end grid.
+    networks = _calling(1 + 2 * 4 + 2 + 1, lambda: seen.append(run_json(tmp_path)))  # step 5's D update
+    assert run(["--epochs", "3"], tmp_path, networks=networks) == 0
     assert [(i["status"], i["step"], i["epoch"], i["checkpoint_step"]) for i in seen] == [("running", 4, 2, 4)]
     assert run_json(tmp_path)["status"] == "completed"
 
 
-def test_compile_is_passed_to_the_trainer(fake_mnist, tmp_path, monkeypatch):
-    built, real = [], train.GANTrainer
+def test_compile_chooses_the_compiled_step(tmp_path, monkeypatch):
+    built, real = [], cli_run.GANTrainer
 
     def trainer(*args, **kwargs):
-        built.append(kwargs["compile"])
-        return real(*args, **{**kwargs, "compile": False})  # eager here: compiling would take minutes
+        built.append(kwargs["step"].implementation)
+        eager = dataclasses.replace(kwargs["step"], implementation="eager")  # compiling would take minutes here
+        return real(*args, **{**kwargs, "step": eager})
 
-    monkeypatch.setattr(train, "GANTrainer", trainer)
+    monkeypatch.setattr(cli_run, "GANTrainer", trainer)
     assert run(["--epochs", "1", "--compile"], tmp_path) == 0
     assert run(["--epochs", "1"], tmp_path / "eager") == 0
-    assert built == [True, False]
+    assert built == ["compiled", "eager"]
 
 
-def test_resume_refuses_a_checkpoint_without_command_line_options(fake_mnist, tmp_path, capsys, tiny_trainer):
+def test_resume_refuses_a_checkpoint_without_command_line_options(tmp_path, capsys, tiny_trainer):
     tiny_trainer.save_checkpoint(tmp_path / "library.pt")  # written by a script, not by this command
     assert run(["--resume", str(tmp_path / "library.pt")], tmp_path / "out") == 2
     assert "holds no command-line options" in one_error_line(capsys.readouterr().err)
 
 
-def test_conditional_run_writes_the_digit_grids(fake_mnist, tmp_path):
+def test_conditional_run_writes_the_digit_grids_from_fixed_labels(tmp_path):
     assert run(["--epochs", "1"], tmp_path, defaults=train.CONDITIONAL) == 0
     for name in ("samples_final.png", "digits_final.png", "digits_epoch_001.png", "history.jsonl"):
         assert (tmp_path / name).is_file(), name
     saved = load_checkpoint(tmp_path / "checkpoint.pt")
     assert saved["extra"]["cli_options"]["conditional"] is True
     assert "ema" in saved["extra"]  # the improved recipe's generator EMA
+    from PIL import Image
+
+    with Image.open(tmp_path / "digits_final.png") as im:
+        assert im.size == (10 * 6 + 2, 10 * 6 + 2)  # 10x10 images of 4x4, 2-px padding
 
 
-def test_logger_tensorboard_one_epoch_run(fake_mnist, tmp_path):
+def test_logger_tensorboard_one_epoch_run(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     assert run(["--epochs", "1", "--logger", "tensorboard"], tmp_path) == 0
@@ -307,7 +342,7 @@ def test_logger_tensorboard_one_epoch_run(fake_mnist, tmp_path):
     assert [e.step for e in acc.Images("samples")] == [2, 2]  # the epoch's grid and the final one
 
 
-def test_logger_tensorboard_without_the_package_is_one_error_line(fake_mnist, tmp_path, capsys, monkeypatch):
+def test_logger_tensorboard_without_the_package_is_one_error_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if the [tensorboard] extra were not installed
     assert run(["--logger", "tensorboard"], tmp_path) == 2
     assert "pip install 'torchgan_lite[tensorboard]'" in one_error_line(capsys.readouterr().err)
@@ -320,8 +355,7 @@ def test_logger_tensorboard_without_the_package_is_one_error_line(fake_mnist, tm
     RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4416 vs 4310"),
     OSError(errno.ENOSPC, "No space left on device"),
 ])
-def test_disk_full_names_the_checkpoint_and_keeps_the_previous_one(fake_mnist, tmp_path, capsys, monkeypatch,
-                                                                    failure):
+def test_disk_full_names_the_checkpoint_and_keeps_the_previous_one(tmp_path, capsys, monkeypatch, failure):
     assert run(["--epochs", "1"], tmp_path) == 0
     capsys.readouterr()
 
@@ -339,31 +373,16 @@ def test_disk_full_names_the_checkpoint_and_keeps_the_previous_one(fake_mnist, t
     assert info["status"] == "failed" and info["step"] == 4 and "checkpoint.pt" in info["error"]
 
 
-def _sigterm_in_step(monkeypatch, at_call: int) -> None:
-    """Send this process SIGTERM from inside the generator's ``at_call``-th forward pass (mid-step)."""
-    make = train._networks
-    calls = {"n": 0}
-
-    def networks(args):
-        g, d = make(args)
-        forward = g.forward
-
-        def forward_with_signal(*a):
-            calls["n"] += 1
-            if calls["n"] == at_call:
-                os.kill(os.getpid(), signal.SIGTERM)
-            return forward(*a)
-
-        g.forward = forward_with_signal
-        return g, d
-
-    monkeypatch.setattr(train, "_networks", networks)
+# --------------------------------------------------------------------------- signals: the trainer's one path
 
 
-def test_sigterm_finishes_the_step_saves_and_exits_143(fake_mnist, tmp_path, capsys, monkeypatch):
-    # Generator calls: 1 shape probe at construction, 2 a step (D update, G update), 1 per epoch-end grid.
-    _sigterm_in_step(monkeypatch, at_call=1 + 2 * 2 + 1 + 1)  # the D update of step 3, the first of epoch 2
-    assert run(["--epochs", "5"], tmp_path) == 143
+def _sigterm():
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_finishes_the_step_saves_and_exits_143(tmp_path, capsys):
+    networks = _calling(1 + 2 * 2 + 1 + 1, _sigterm)  # the D update of step 3, the first of epoch 2
+    assert run(["--epochs", "5"], tmp_path, networks=networks) == 143
     err = capsys.readouterr().err
     assert "SIGTERM: stopped in epoch 2 of 5 (1 completed), step 3" in err
     assert f"Resume with:\n  python-under-test train {' '.join(FAST)} --out {tmp_path} --epochs 5 --resume " \
@@ -374,12 +393,10 @@ def test_sigterm_finishes_the_step_saves_and_exits_143(fake_mnist, tmp_path, cap
     assert load_checkpoint(tmp_path / "checkpoint.pt")["trainer"]["step"] == 3
 
 
-def test_sigterm_then_resume_auto_equals_an_uninterrupted_run(fake_mnist, tmp_path, monkeypatch):
+def test_sigterm_then_resume_auto_equals_an_uninterrupted_run(tmp_path):
     assert run(["--epochs", "3"], tmp_path / "whole") == 0
-    plain = train._networks
-    _sigterm_in_step(monkeypatch, at_call=1 + 2 * 3 + 1 + 2)  # the G update of step 4 (grid after step 2)
-    assert run(["--epochs", "3", "--resume", "auto"], tmp_path / "cut") == 143
-    monkeypatch.setattr(train, "_networks", plain)
+    networks = _calling(1 + 2 * 3 + 1 + 2, _sigterm)  # the G update of step 4 (grid after step 2)
+    assert run(["--epochs", "3", "--resume", "auto"], tmp_path / "cut", networks=networks) == 143
     assert run(["--epochs", "3", "--resume", "auto"], tmp_path / "cut") == 0
     whole = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
     cut = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
@@ -389,13 +406,128 @@ def test_sigterm_then_resume_auto_equals_an_uninterrupted_run(fake_mnist, tmp_pa
             assert torch.equal(value, cut[net][key]), (net, key)
 
 
+def test_the_command_installs_no_signal_handler_of_its_own(tmp_path):
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    seen = {}
+
+    def data(args, device):  # runs inside the command, before fit
+        seen["loading"] = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+        return worker.fake_data(args, device)
+
+    def record():  # inside fit: the trainer's handler (training/signals.py) is the one installed
+        seen["training"] = signal.getsignal(signal.SIGTERM)
+
+    assert run(["--epochs", "1"], tmp_path, data=data, networks=_calling(2, record)) == 0
+    assert seen["loading"] == before
+    handler = seen["training"]
+    assert callable(handler) and handler.__module__ == "torchgan_lite.training.signals"
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_ctrl_c_before_training_exits_130_and_writes_nothing(tmp_path, capsys):
+    def interrupted(args, device):
+        raise KeyboardInterrupt
+
+    assert run(["--epochs", "1"], tmp_path, data=interrupted) == 130
+    assert "interrupted before training started; nothing was saved" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoint.pt").exists() and not (tmp_path / "run.json").exists()
+
+
+# --------------------------------------------------------------------------- resuming on another number of processes
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _launch(argv: list[str], world: int) -> str:
+    """The command on ``world`` processes, as torchrun starts them (loopback, gloo, one thread each)."""
+    port = _free_port()
+    procs = []
+    for rank in range(world):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "RANK": str(rank),
+               "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+        procs.append(subprocess.Popen([sys.executable, str(Path(worker.__file__)), *argv], env=env, cwd=REPO,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        outputs = [p.communicate(timeout=120)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for rank, (p, text) in enumerate(zip(procs, outputs)):
+        assert p.returncode == 0, f"rank {rank}: exit {p.returncode}\n{text[-3000:]}"
+    return outputs[0]  # rank 0's, the one that reports
+
+
+@contextlib.contextmanager
+def _one_thread_and_own_rngs():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    ckpt = load_checkpoint(path)
+    assert ckpt["trainer"]["step"] == 6, ckpt["trainer"]["step"]
+    return {f"{net}.{k}": v for net in ("generator", "discriminator") for k, v in ckpt[net].items()}
+
+
+def test_a_two_process_checkpoint_resumes_on_one_process_and_the_reverse(tmp_path, capsys):
+    # 64 images, global batch 32: 2 steps an epoch, 3 epochs; the checkpoints are taken mid-epoch 2 (step 3).
+    base = ["--device", "cpu", "--no-progress", "--sample-every", "100", "--epochs", "3"]
+    with _one_thread_and_own_rngs():
+        assert worker.main([*base, "--batch-size", "32", "--out", str(tmp_path / "whole")]) == 0
+        assert worker.main([*base, "--batch-size", "32", "--max-steps", "3", "--out", str(tmp_path / "one")]) == 0
+    _launch([*base, "--batch-size", "16", "--max-steps", "3", "--out", str(tmp_path / "two")], world=2)
+    two_mid = load_checkpoint(tmp_path / "two" / "checkpoint.pt")
+    assert (two_mid["trainer"]["step"], two_mid["trainer"]["epoch_step"], two_mid["trainer"]["world_size"]) == (3, 1, 2)
+
+    # 2 x 16 -> 1 x 16 is another global batch: refused, naming both; 2 x 16 -> 1 x 32 and 1 x 32 -> 2 x 16 resume.
+    assert run(["--epochs", "3", "--batch-size", "16", "--resume", "auto"], tmp_path / "two") == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "--batch-size 16 on 2 process(es), a global batch of 32 (this command: 16 on 1, 16)" in line
+    with _one_thread_and_own_rngs():
+        assert worker.main([*base, "--batch-size", "32", "--out", str(tmp_path / "two"), "--resume", "auto"]) == 0
+    mid = "in epoch 2 of 3 (1 completed), step 3"  # resumed, not started afresh (which would end the same)
+    assert f"resumed from {tmp_path / 'two' / 'checkpoint.pt'}: {mid}" in capsys.readouterr().out
+    said = _launch([*base, "--batch-size", "16", "--out", str(tmp_path / "one"), "--resume", "auto"], world=2)
+    assert f"resumed from {tmp_path / 'one' / 'checkpoint.pt'}: {mid}" in said
+
+    whole = _weights(tmp_path / "whole" / "checkpoint.pt")
+    for resumed in ("two", "one"):
+        got = _weights(tmp_path / resumed / "checkpoint.pt")
+        assert got.keys() == whole.keys()
+        for key in whole:
+            torch.testing.assert_close(got[key], whole[key], atol=1e-6, rtol=0, msg=f"{resumed}: {key}")
+    assert run_json(tmp_path / "one")["world_size"] == 2 and run_json(tmp_path / "two")["world_size"] == 1
+
+
 # --------------------------------------------------------------------------- the package's command
 
 
-def test_module_help_runs_in_a_fresh_interpreter():
-    import subprocess
+def test_make_loss_names_the_wgan_gp_parts():
+    from torchgan_lite.losses import adversarial as losses
+    from torchgan_lite.losses import penalties
 
+    loss, regs, n_critic = make_loss("wgan-gp")
+    assert isinstance(loss, losses.WassersteinLoss) and isinstance(regs[0], penalties.GradientPenalty) and n_critic == 5
+    assert isinstance(make_loss("nonsaturating")[0], losses.NonSaturatingLoss)
+
+
+def test_module_help_runs_in_a_fresh_interpreter():
     res = subprocess.run([sys.executable, "-m", "torchgan_lite.train", "--help"], cwd=REPO, capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("usage: python -m torchgan_lite.train")
+

@@ -7,7 +7,8 @@ interrupted), so they add nothing to the training step, and only the main proces
 (rank 0 of a data-parallel run) writes files.
 
 - :class:`SampleGrid`: ``samples_epoch_NNN.png`` every N epochs and ``samples_final.png``,
-  an 8x8 grid from one fixed noise bank (:func:`fixed_noise`), so epochs can be compared.
+  an 8x8 grid from one fixed noise bank (:func:`fixed_noise`), so epochs can be compared;
+  for a conditional generator with fixed labels too (the CLI's ``digits_*.png``: row d, digit d).
 - :class:`HistoryCSV`: ``history.csv``, one row per completed epoch, rewritten each epoch.
 - :class:`LossPlot`: ``losses.png``, mean D and G loss per epoch (needs matplotlib, the
   ``[plot]`` extra; without it the plot is skipped with one printed note).
@@ -70,6 +71,14 @@ def _check_noise(name: str, z: object) -> torch.Tensor:
                          f"got {z.dtype} of shape {tuple(z.shape)}")
     return z
 
+
+def _check_labels(name: str, labels: object, n: int) -> torch.Tensor:
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"{name} must be an int64 tensor of classes (n,), got {describe(labels)}")
+    if labels.dtype != torch.int64 or tuple(labels.shape) != (n,) or (n and int(labels.min()) < 0):
+        raise ValueError(f"{name} must be an int64 tensor of shape ({n},) (one class >= 0 per noise row), "
+                         f"got {labels.dtype} of shape {tuple(labels.shape)}")
+    return labels
 
 
 def _check_history(history: object) -> None:
@@ -281,30 +290,50 @@ def run_info(trainer: GANTrainer, config: Mapping[str, Any], wall_seconds: float
 
 
 class SampleGrid:
-    """Saves an image grid of ``trainer.sample(len(z), z)`` every ``every`` epochs and at the end.
+    """Saves an image grid of the generator on a fixed noise bank every ``every`` epochs and at the end.
 
-    Files: ``out_dir/samples_epoch_NNN.png`` (NNN = epochs completed) and, when ``fit``
-    ends (all epochs or ``max_steps``), ``out_dir/samples_final.png``.
+    Files: ``out_dir/{prefix}_epoch_NNN.png`` (NNN = epochs completed) and, when ``fit``
+    ends (all epochs or ``max_steps``), ``out_dir/{prefix}_final.png``.
+
+    A conditional generator is asked for ``labels`` (fixed too, so epochs can be compared);
+    without them, the classes in turn (``0, 1, ..., num_classes - 1, 0, ...``), so a grid
+    never draws from torch's global RNG and leaves the training run's random stream alone.
 
     Args:
         out_dir: Folder of the PNGs (created).
         z: The fixed noise bank ``(n, latent_dim)``, e.g. ``fixed_noise(64, 100, seed)``.
         every: Epochs between grids.
         nrow: Images per grid row.
-        final: Also write ``samples_final.png`` at the end of ``fit``.
+        final: Also write ``{prefix}_final.png`` at the end of ``fit``.
+        labels: Conditional generators: int64 classes ``(n,)``, one per row of ``z``; None: the
+            classes in turn. An unconditional generator takes none.
+        prefix: The start of the file names (``"samples"``; the conditional CLI adds ``"digits"``).
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong type or shape, naming it; at ``attach``,
+            ``z`` or ``labels`` that do not fit the trainer.
     """
 
     def __init__(self, out_dir: str | os.PathLike[str], z: torch.Tensor, every: int = 1, nrow: int = 8,
-                 final: bool = True) -> None:
+                 final: bool = True, labels: torch.Tensor | None = None, prefix: str = "samples") -> None:
         self.out_dir = _check_path("out_dir", out_dir)
         self.z = _check_noise("z", z)
         self.every = check_int("every", every)
         self.nrow = check_int("nrow", nrow)
         self.final = check_bool("final", final)
+        self.labels = None if labels is None else _check_labels("labels", labels, self.z.shape[0])
+        self.prefix = _check_str("prefix", prefix)
+        if not prefix or os.sep in prefix or (os.altsep and os.altsep in prefix):
+            raise ValueError(f"prefix must be a non-empty file-name start without a path separator, got {prefix!r}")
 
     def attach(self, trainer: GANTrainer) -> list[RemovableHandle]:
         if self.z.shape[1] != trainer.latent_dim:
             raise ValueError(f"z has {self.z.shape[1]} columns but the trainer's latent_dim is {trainer.latent_dim}")
+        classes = trainer.num_classes
+        if self.labels is not None and classes is None:
+            raise ValueError("labels were given but the trainer's generator is not conditional (no num_classes)")
+        if self.labels is not None and classes is not None and int(self.labels.max()) >= classes:
+            raise ValueError(f"labels must be in [0, {classes}), got values up to {int(self.labels.max())}")
         handles = [trainer.add_callback(Event.EPOCH_END, self._epoch_grid, every=self.every)]
         if self.final:
             handles.append(trainer.add_callback(Event.FIT_END, self._final_grid))
@@ -312,16 +341,20 @@ class SampleGrid:
 
     def save(self, trainer: GANTrainer, name: str) -> Path:
         """Write the grid of the current generator to ``out_dir/name``."""
-        images = trainer.sample(self.z.shape[0], z=self.z)  # (n, C, H, W)
+        n = self.z.shape[0]
+        labels = self.labels
+        if labels is None and trainer.num_classes is not None:
+            labels = torch.arange(n) % trainer.num_classes  # (n,) the classes in turn
+        images = trainer.sample(n, z=self.z, labels=labels)  # (n, C, H, W)
         return save_grid(images, self.out_dir / name, nrow=self.nrow)
 
     def _epoch_grid(self, trainer: GANTrainer) -> None:
         if _is_main(trainer):
-            self.save(trainer, f"samples_epoch_{trainer.state.epoch:03d}.png")
+            self.save(trainer, f"{self.prefix}_epoch_{trainer.state.epoch:03d}.png")
 
     def _final_grid(self, trainer: GANTrainer) -> None:
         if _is_main(trainer):
-            self.save(trainer, "samples_final.png")
+            self.save(trainer, f"{self.prefix}_final.png")
 
 
 class HistoryCSV:
