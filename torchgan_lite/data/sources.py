@@ -74,8 +74,8 @@ def load_images(source: str | os.PathLike[str], image_size: int | None = None, c
         source: A folder of images (``.png .jpg .jpeg .webp .bmp``, any case; the first-level
             sub-folders, sorted, are the classes, as torchvision's ``ImageFolder``; images only at
             the top: unlabelled) or a set name: ``mnist``, ``fashion-mnist``, ``cifar10``,
-            ``cifar100``, ``svhn``, ``celeba``, ``stl10``. A name always means the set: write
-            ``./mnist`` for a folder so named.
+            ``cifar100``, ``svhn``, ``celeba``, ``stl10`` (any case). A name (a ``str``) always
+            means the set: write ``./mnist`` or pass a ``Path`` for a folder so named.
         image_size: Resize every image's short side to it (Lanczos, antialiased) and crop the centre
             square; smaller images are upscaled, with one warning counting them. None: keep the
             size, which every image must share.
@@ -86,8 +86,9 @@ def load_images(source: str | os.PathLike[str], image_size: int | None = None, c
             ``unlabeled``). Must be None for a folder.
         limit: Keep only this many images, evenly spaced over the set (every class kept), e.g.
             for a quick try.
-        cache_dir: Where a folder's decoded images are cached; None: ``$TORCHGAN_LITE_CACHE``,
-            else ``~/.cache/torchgan_lite``.
+        cache_dir: Where a folder's (and CelebA's) decoded images are cached; None:
+            ``$TORCHGAN_LITE_CACHE/images``, else ``~/.cache/torchgan_lite/images``. The other named
+            sets are arrays already and are not cached.
         on_error: ``"skip"`` (default): leave out unreadable or truncated images, with one warning
             naming and counting them; ``"raise"``: refuse with ``ValueError`` naming the first.
         download: Let torchvision download a named set that is missing.
