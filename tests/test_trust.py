@@ -39,6 +39,15 @@ def test_fit_with_nothing_to_train_still_checks_the_data(tiny_data, data, exc):
         trainer.fit(data, epochs=1)
 
 
+def test_fit_with_nothing_to_train_checks_a_tensor_loader_without_moving_it(tiny_data):
+    trainer = _finished_trainer(tiny_data)
+    wrong = TensorLoader(torch.zeros(32, 1, 8, 8), batch_size=16)  # the models make (1, 4, 4) samples
+    before = wrong.state_dict()["generator"].clone()
+    with pytest.raises(ValueError, match="shape"):
+        trainer.fit(wrong, epochs=1)
+    assert torch.equal(wrong.state_dict()["generator"], before)  # no permutation was drawn
+
+
 def test_fit_with_nothing_to_train_accepts_good_data_and_leaves_a_loader_where_it_was(tiny_data):
     trainer = _finished_trainer(tiny_data)
     loader = TensorLoader(tiny_data, batch_size=16, generator=torch.Generator().manual_seed(1))

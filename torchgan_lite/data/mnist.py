@@ -11,11 +11,8 @@ from host to device inside the loop.
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 

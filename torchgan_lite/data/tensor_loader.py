@@ -205,6 +205,19 @@ class TensorLoader:
         self._flip = None
         self._pos = 0
 
+    def peek(self) -> Any:
+        """The first ``batch_size`` rows as one batch, converted as iteration would (unflipped).
+
+        Draws no permutation and leaves the position as it is: what ``GANTrainer.fit`` checks
+        when it has nothing left to train.
+        """
+        idx = torch.arange(min(self.batch_size, self.num_samples), device=self.device)  # (B,)
+        saved, self._flip = self._flip, None
+        try:
+            return self._batch(idx, 0)
+        finally:
+            self._flip = saved
+
     def _batch(self, idx: torch.Tensor, start: int) -> Any:
         """The rows ``idx`` of every tensor; the images flipped and converted as configured."""
         images = self.tensors[0].index_select(0, idx)  # (B, ...)
