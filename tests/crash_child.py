@@ -40,11 +40,12 @@ if str(REPO) not in sys.path:
 
 from torchgan_lite import Event, GANTrainer, TensorLoader, seed_everything  # noqa: E402
 from torchgan_lite.checkpoints import format as checkpoint  # noqa: E402
+from torchgan_lite.checkpoints.rotation import parse_numbered  # noqa: E402
 from torchgan_lite.losses import adversarial as losses  # noqa: E402
 from torchgan_lite.nets import mlp as models  # noqa: E402
 
-__all__ = ["INTERCEPTED", "build_trainer", "main", "observed_rotation", "rotation_states", "save_step",
-           "trainer_step"]
+__all__ = ["INTERCEPTED", "build_trainer", "main", "next_rotation", "observed_rotation", "rotation_states",
+           "save_step", "trainer_step"]
 
 #: The ``os`` functions a save may call; a kill lands on entering any of them.
 INTERCEPTED = ("open", "replace", "link", "fsync", "unlink", "utime")
@@ -63,24 +64,32 @@ def build_trainer() -> tuple[GANTrainer, TensorLoader]:
 def save_step(folder: Path, step: int, keep_last: int) -> None:
     """Save the small checkpoint of step ``step`` (its tensor says the step too)."""
     checkpoint.save_checkpoint({"step": step, "weights": torch.full((64,), float(step))}, folder / "ckpt.pt",
-                               keep_last=keep_last)
+                               keep_last=keep_last, step=step)
+
+
+def _prune(numbered: list[int], keep: int) -> list[int]:
+    return sorted(set(numbered), reverse=True)[: keep + 1]
 
 
 def rotation_states(saves: int, keep: int) -> list[list[int]]:
-    """Every state ``[step of NAME, of NAME.1, ...]`` that save number ``saves`` passes through, in order.
+    """Every state ``[step of NAME, steps of its numbered files, newest first]`` that save number ``saves`` passes
+    through, in order (one save per step, ``keep >= 1``).
 
-    Before it: the steps of the previous saves, newest first; then each copy-down move of
-    the rotation (oldest first) makes one name a duplicate of its newer neighbour; last,
-    the new file replaces ``NAME``.
+    Before it: ``NAME`` holds the previous step and the numbered files the ``keep + 1`` newest
+    steps; then the new file replaces ``NAME``; then it gets its numbered name; last, the oldest
+    numbered file beyond ``keep + 1`` is removed.
     """
     before = list(range(saves - 1, max(saves - 1 - (keep + 1), 0), -1))
-    states, current = [before], list(before)
-    for i in range(keep - 1, -1, -1):
-        if i < len(current):
-            current = [*current[: i + 1], current[i], *current[i + 2 :]]
-            states.append(list(current))
-    states.append([saves, *current[1:]])
-    return states
+    states = [[before[0], *before] if before else []]
+    states.append([saves, *before])
+    states.append([saves, saves, *before])
+    states.append([saves, *_prune([saves, *before], keep)])
+    return [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
+
+
+def next_rotation(now: list[int], step: int, keep: int) -> list[int]:
+    """The state a completed save of ``step`` leaves after the state ``now`` (see :func:`rotation_states`)."""
+    return [step, *_prune([step, *[s for s in now[1:] if s <= step]], keep)]
 
 
 def trainer_step(ckpt: dict[str, Any]) -> int:
@@ -89,16 +98,25 @@ def trainer_step(ckpt: dict[str, Any]) -> int:
 
 
 def observed_rotation(folder: Path, name: str = "ckpt.pt", step_of: Any = None) -> list[int]:
-    """The steps held by ``NAME``, ``NAME.1``, ... in order, after checking the whole set of names.
+    """``[step of NAME, steps of its numbered files, newest first]``, after checking the whole set of names.
 
-    Raises AssertionError if any file other than those and temporaries (``.*.tmp``) is
-    there, if the names have a hole, or if one of them does not load.
+    Raises AssertionError if any file other than those and temporaries (``.*.tmp``) is there,
+    if a numbered file holds another step than its name says or a later one than ``NAME``, or
+    if one of them does not load.
     """
-    present = sorted(p.name for p in folder.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp")))
-    expected = [name] + [f"{name}.{i}" for i in range(1, len(present))] if present else []
-    assert sorted(present) == sorted(expected), f"names with a hole or strangers: {present}"
     step_of = step_of or (lambda ckpt: int(ckpt["step"]))
-    return [step_of(checkpoint.load_checkpoint(folder / n)) for n in expected]
+    present = sorted(p.name for p in folder.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp")))
+    if not present:
+        return []
+    numbered = {n: parse_numbered(n) for n in present if n != name}
+    strangers = [n for n, parsed in numbered.items() if parsed is None or parsed[0] != name]
+    assert name in present and not strangers, f"no {name}, or strangers: {present}"
+    steps = sorted((parsed[1] for parsed in numbered.values() if parsed is not None), reverse=True)
+    for n, parsed in numbered.items():
+        assert parsed is not None and step_of(checkpoint.load_checkpoint(folder / n)) == parsed[1], n
+    head = step_of(checkpoint.load_checkpoint(folder / name))
+    assert all(s <= head for s in steps), f"a numbered file newer than {name}: {present}"
+    return [head, *steps]
 
 
 class _Calls:

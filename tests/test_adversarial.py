@@ -2,9 +2,10 @@
 
 - Rotation: a process saving with ``keep_last`` is SIGKILLed on entering each ``os`` call of
   a save (every one, found by counting first), with hard links and with the copy fallback.
-  After every kill the *whole set* of names is checked: ``NAME``, ``NAME.1`` ... with no
-  hole, each loading, each state one of those the save passes through, in order; the next
-  save heals it to the exact expected rotation and leaves no temporary.
+  After every kill the *whole set* of names is checked: ``NAME`` and its step-numbered
+  copies ``NAME-000000003`` ..., no stranger, each loading and holding the step its name
+  says, each state one of those the save passes through, in order; the next save leaves
+  the exact expected set and no temporary.
 - Damaged and foreign files: a table of exact outcomes (the refusal and its reason), random
   byte edits with Hypothesis (refused, or equal content: never different content), and a
   pickle that calls ``os.system`` (refused with torch's reason; the command never runs).
@@ -37,7 +38,7 @@ from torchgan_lite.callbacks.reporting import HistoryCSV, LossPlot, SampleGrid, 
 from torchgan_lite.checkpoints.format import FORMAT, latest_checkpoint, load_checkpoint, save_checkpoint
 from torchgan_lite.utils.runtime import resolve_device
 
-from .crash_child import observed_rotation, rotation_states, save_step
+from .crash_child import next_rotation, observed_rotation, rotation_states, save_step
 
 CHILD = Path(__file__).resolve().parent / "crash_child.py"
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
@@ -88,14 +89,14 @@ def test_a_kill_at_any_point_of_a_save_leaves_the_rotation_whole(killed, keep, n
     seen = []
     for folder, outcome in killed[(keep, no_links, save)]:
         assert outcome["killed_by_sigkill"], outcome
-        now = observed_rotation(folder)  # no hole, no stranger, every name loads
+        now = observed_rotation(folder)  # no stranger, every name loads and holds the step it says
         assert now in states, f"{folder.name}: {now} is none of {states}"
         seen.append(states.index(now))
         newest = latest_checkpoint(folder / "ckpt.pt")
         assert newest == (folder / "ckpt.pt" if now else None)
         assert latest_checkpoint(folder) == newest
         save_step(folder, save + 1, keep)  # the next save heals whatever the kill left
-        assert observed_rotation(folder) == [save + 1, *now][: keep + 1]
+        assert observed_rotation(folder) == next_rotation(now, save + 1, keep)
         assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
     assert seen == sorted(seen)  # the later the kill, the further the save got: never backwards
     assert set(seen) == set(range(len(states)))  # and every state of the save was hit by some kill
@@ -151,16 +152,12 @@ def _make(kind: str, folder: Path, good: Path) -> Path:
         path.write_bytes(raw[:start] + bytes(64) + raw[start + 64 :])
     elif kind == "empty":
         path.write_bytes(b"")
-    elif kind in ("no_checksums", "no_checksums_edited", "edited_weight"):
+    elif kind == "flipped_weight":
+        start = _storage_offset(raw, good)
+        path.write_bytes(raw[:start] + bytes([raw[start] ^ 0x04]) + raw[start + 1 :])
+    elif kind == "nan_weight":
         ckpt = torch.load(good, weights_only=True)
-        if kind != "edited_weight":
-            del ckpt["checksums"]
-        if kind != "no_checksums":
-            ckpt["model"]["0.weight"] += 1.0
-        torch.save(ckpt, path)
-    elif kind == "edited_progress":
-        ckpt = torch.load(good, weights_only=True)
-        ckpt["progress"]["step"] = 8
+        ckpt["model"]["0.weight"][3, 1] = float("nan")
         torch.save(ckpt, path)
     elif kind == "foreign_pickle":
         path.write_bytes(pickle.dumps({"format": FORMAT}, protocol=2))
@@ -181,12 +178,10 @@ CORRUPT = {
     "truncated_0.999": "truncated, corrupted, or not a torchgan_lite checkpoint (OSError: [Errno 22] Invalid argument)",
     "zeroed": "truncated, corrupted, or not a torchgan_lite checkpoint (RuntimeError: Cannot use ``weights_only=True`` "
               "with files saved in the legacy .tar format.)",
-    "zeroed_weights": "is corrupted: tensor checkpoint['model']['0.weight'] does not match its checksum",
+    "zeroed_weights": "is corrupted: record 'archive/data/0', a tensor's storage, fails its CRC-32 check",
+    "flipped_weight": "is corrupted: record 'archive/data/0', a tensor's storage, fails its CRC-32 check",
     "empty": "is empty (0 bytes): not a torchgan_lite checkpoint",
-    "no_checksums": "has no checksums: every file torchgan_lite writes carries them",
-    "no_checksums_edited": "has no checksums: every file torchgan_lite writes carries them",
-    "edited_weight": "is corrupted: tensor checkpoint['model']['0.weight'] does not match its checksum",
-    "edited_progress": "is corrupted: its non-tensor content (progress, history, settings) does not match",
+    "nan_weight": "holds a NaN or infinity in model['0.weight']",
     "foreign_pickle": "truncated, corrupted, or not a torchgan_lite checkpoint (RuntimeError: Invalid magic number",
     "foreign_torch": "is not a torchgan_lite checkpoint (format 'someone-else/3', expected",
     "malicious": "it holds Python objects that safe loading (weights_only=True) refuses: Trying to load unsupported "
@@ -214,13 +209,18 @@ def test_damaged_or_foreign_files_are_refused_with_their_reason(kind, good, tmp_
 def test_the_newest_good_copy_is_found_past_damaged_newer_ones(good, tmp_path):
     for step in range(1, 5):
         save_step(tmp_path, step, keep_last=3)
-    (tmp_path / "ckpt.pt").write_bytes(b"torn")
-    edited = torch.load(tmp_path / "ckpt.pt.1", weights_only=True)
-    edited["weights"] += 1.0  # checksums kept: only they can tell
-    torch.save(edited, tmp_path / "ckpt.pt.1")
-    assert latest_checkpoint(tmp_path / "ckpt.pt") == tmp_path / "ckpt.pt.2"
-    assert load_checkpoint(tmp_path / "ckpt.pt.2")["step"] == 2
-    assert latest_checkpoint(tmp_path) == tmp_path / "ckpt.pt.2"
+    (tmp_path / "ckpt.pt").unlink()
+    (tmp_path / "ckpt.pt").write_bytes(b"torn")  # a new file: its numbered twin ckpt-000000004.pt is intact
+    assert latest_checkpoint(tmp_path / "ckpt.pt") == tmp_path / "ckpt-000000004.pt"
+    raw = bytearray((tmp_path / "ckpt-000000004.pt").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # damaged in the weights' storage: only the zip CRC can tell
+    (tmp_path / "ckpt-000000004.pt").write_bytes(bytes(raw))
+    edited = torch.load(tmp_path / "ckpt-000000003.pt", weights_only=True)
+    edited["weights"][0] = float("inf")
+    torch.save(edited, tmp_path / "ckpt-000000003.pt")
+    assert latest_checkpoint(tmp_path / "ckpt.pt") == tmp_path / "ckpt-000000002.pt"
+    assert load_checkpoint(tmp_path / "ckpt-000000002.pt")["step"] == 2
+    assert latest_checkpoint(tmp_path) == tmp_path / "ckpt-000000002.pt"
     assert latest_checkpoint(tmp_path / "missing" / "ckpt.pt") is None
 
 
@@ -356,11 +356,11 @@ def test_checkpoint_functions_check_their_arguments(value, good, tmp_path_factor
 def test_save_checkpoint_keep_last_is_checked_before_anything_is_written(value, tmp_path):
     valid = value is None or _is_int(value, 0)
     if valid:
-        save_checkpoint({"x": 1}, tmp_path / "c.pt", keep_last=value)
+        save_checkpoint({"x": 1}, tmp_path / "c.pt", keep_last=value, step=0)
         assert load_checkpoint(tmp_path / "c.pt")["x"] == 1
         return
     with pytest.raises((TypeError, ValueError), match="keep_last must be None or an int >= 0"):
-        save_checkpoint({"x": 1}, tmp_path / "c.pt", keep_last=value)
+        save_checkpoint({"x": 1}, tmp_path / "c.pt", keep_last=value, step=0)
     assert list(tmp_path.iterdir()) == []
 
 

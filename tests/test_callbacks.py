@@ -52,7 +52,7 @@ def test_model_checkpoint_saves_every_n_epochs_and_at_the_end(tiny_trainer, tiny
     tiny_trainer.fit(TensorLoader(tiny_data, batch_size=16), epochs=3)
     assert saved == [8, 12]  # epoch 2, then fit end (epoch 3)
     assert load_checkpoint(path)["trainer"]["step"] == 12
-    assert load_checkpoint(tmp_path / "ckpt.pt.1")["trainer"]["step"] == 8
+    assert load_checkpoint(tmp_path / "ckpt-000000008.pt")["trainer"]["step"] == 8
 
 
 def test_model_checkpoint_saves_on_keyboard_interrupt(tiny_trainer, tiny_data, tmp_path):
@@ -114,12 +114,12 @@ def test_no_checkpoint_from_the_middle_of_a_step(tiny_trainer, tiny_data, tmp_pa
     assert tiny_trainer.in_step and not path.exists()
 
 
-def test_model_checkpoint_keeps_an_unbroken_rotation(tiny_trainer, tiny_data, tmp_path):
+def test_model_checkpoint_keeps_the_last_steps_by_name(tiny_trainer, tiny_data, tmp_path):
     ModelCheckpoint(tmp_path / "ckpt.pt", keep_last=2).attach(tiny_trainer)
     tiny_trainer.fit(TensorLoader(tiny_data, batch_size=16), epochs=4)  # 4 steps an epoch
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt", "ckpt.pt.1", "ckpt.pt.2"]
-    assert [load_checkpoint(tmp_path / n)["trainer"]["step"] for n in ("ckpt.pt", "ckpt.pt.1", "ckpt.pt.2")] \
-        == [16, 12, 8]
+    names = ["ckpt.pt", "ckpt-000000016.pt", "ckpt-000000012.pt", "ckpt-000000008.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    assert [load_checkpoint(tmp_path / n)["trainer"]["step"] for n in names] == [16, 16, 12, 8]
     assert latest_checkpoint(tmp_path) == tmp_path / "ckpt.pt"
 
 

@@ -1,21 +1,27 @@
-"""Checkpoint files: bad files are refused clearly and change nothing; writes are atomic.
+"""Checkpoint files: bad files are refused clearly and change nothing; writes are atomic; kept copies by step.
 
 Every refusal is a ``ValueError`` (``FileNotFoundError`` for a missing file) whose
 message names the file and what is wrong; after it, the trainer's weights,
 optimizer buffers, progress and RNG are exactly as before, and the file on disk is
-byte-for-byte unchanged.
+byte-for-byte unchanged. Damage is found by the zip CRC-32s ``torch.save`` writes
+(checked with ``zipfile``; ``torch.load`` checks none), NaN and infinity on loading as
+on saving, and kept copies are step-numbered files found by their names.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import pickle
 import random
+import shutil
 import socket
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -284,17 +290,125 @@ def _assert_same_content(a: Any, b: Any) -> None:
         assert a == b or (a != a and b != b)
 
 
-def test_edited_values_fail_their_checksums(saved, tmp_path):
+def _storage_offset(raw: bytes, path: Path, record: str) -> int:
+    """Where the bytes of the zip record whose name ends with ``record`` start in ``raw``."""
+    with zipfile.ZipFile(path) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith(record))
+    off = info.header_offset
+    name_len, extra_len = int.from_bytes(raw[off + 26 : off + 28], "little"), int.from_bytes(raw[off + 28 : off + 30],
+                                                                                              "little")
+    return off + 30 + name_len + extra_len
+
+
+def test_torch_load_alone_misses_a_corrupted_byte_that_the_zip_crc_catches(saved, tmp_path):
+    raw = bytearray(saved.read_bytes())
+    raw[_storage_offset(raw, saved, "/data/0") + 3] ^= 0x10  # one bit of the first tensor's storage
+    path = tmp_path / "flipped.pt"
+    path.write_bytes(bytes(raw))
+    # torch.load checks no CRC: the damaged file loads, holding different numbers ...
+    silently = torch.load(path, weights_only=True)
+    assert not _same(silently, torch.load(saved, weights_only=True))
+    # ... zipfile checks the CRC-32 torch.save stored for that record, and load_checkpoint refuses it.
+    with pytest.raises(ValueError, match=r"flipped\.pt is corrupted: record '[^']*/data/0'.*fails its CRC-32"):
+        load_checkpoint(path)
+    raw = bytearray(saved.read_bytes())
+    raw[_storage_offset(raw, saved, "data.pkl") + 40] ^= 0x01  # the pickled structure
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"record '[^']*data\.pkl', the pickled structure"):
+        load_checkpoint(path)
+    assert latest_checkpoint(path) is None
+
+
+def test_a_record_flagged_as_a_folder_is_refused(saved, tmp_path):
+    """Found by the byte-edit fuzz: with the folder bit of a storage's zip entry set, every CRC still matches,
+    but torch's reader skips the entry and the tensor is uninitialised memory. torch.save writes no folders."""
+    raw = bytearray(saved.read_bytes())
+    with zipfile.ZipFile(saved) as z:
+        name = next(i.filename for i in z.infolist() if i.filename.endswith("/data/0"))
+    entry = raw.index(b"PK\x01\x02")  # the central directory: one header of 46 bytes + name + extra + comment each
+    while raw[entry + 46 : entry + 46 + len(name)] != name.encode():
+        lengths = [int.from_bytes(raw[entry + k : entry + k + 2], "little") for k in (28, 30, 32)]
+        entry += 46 + sum(lengths)
+    raw[entry + 38] |= 0x10  # the MS-DOS folder attribute of the central-directory entry of data/0
+    path = tmp_path / "folder_flag.pt"
+    path.write_bytes(bytes(raw))
+    with zipfile.ZipFile(path) as z:
+        assert z.testzip() is None  # the CRCs alone cannot tell
+    with pytest.raises(ValueError, match=r"folder_flag\.pt is corrupted: record '[^']*/data/0' is flagged as a folder"):
+        load_checkpoint(path)
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        _assert_same_content(a, b)
+    except AssertionError:
+        return False
+    return True
+
+
+def test_zip_crcs_are_written_even_when_torch_is_told_not_to(tmp_path):
+    before = torch.serialization.get_crc32_options()
+    torch.serialization.set_crc32_options(False)
+    try:
+        save_checkpoint({"x": torch.arange(5.0)}, tmp_path / "ours.pt")
+        torch.save({"format": FORMAT, "x": torch.arange(5.0)}, tmp_path / "theirs.pt")
+        assert not torch.serialization.get_crc32_options()  # the setting is given back
+    finally:
+        torch.serialization.set_crc32_options(before)
+    with zipfile.ZipFile(tmp_path / "ours.pt") as z:
+        assert z.testzip() is None and all(i.CRC for i in z.infolist() if i.file_size)
+    assert torch.equal(load_checkpoint(tmp_path / "ours.pt")["x"], torch.arange(5.0))
+    with pytest.raises(ValueError, match=r"theirs\.pt was written without CRC-32s"):
+        load_checkpoint(tmp_path / "theirs.pt")
+
+
+def test_a_format_1_checkpoint_gets_one_clear_refusal(saved, trained, tmp_path):
     ckpt = torch.load(saved, weights_only=True)
-    ckpt["trainer"]["step"] = 1000  # a plausible value: only the checksum can tell
-    torch.save(ckpt, tmp_path / "steps.pt")
-    with pytest.raises(ValueError, match=r"steps\.pt is corrupted: its non-tensor content"):
-        load_checkpoint(tmp_path / "steps.pt")
+    ckpt["format"] = "torchgan_lite.checkpoint/1"
+    torch.save(ckpt, tmp_path / "old.pt")
+    before = _everything(trained)
+    with pytest.raises(ValueError, match=r"old\.pt is in format 'torchgan_lite\.checkpoint/1'.*no longer reads"):
+        trained.load_checkpoint(tmp_path / "old.pt")
+    _assert_unchanged(before, _everything(trained))
+
+
+def _with_nan(saved: Path, folder: Path, where: str) -> Path:
+    """A valid checkpoint, edited by hand with ``torch.load``/``torch.save`` (fresh zip CRCs) to hold one NaN."""
     ckpt = torch.load(saved, weights_only=True)
-    ckpt["discriminator"]["net.3.bias"] += 1e-6
-    torch.save(ckpt, tmp_path / "weights.pt")
-    with pytest.raises(ValueError, match=r"tensor checkpoint\['discriminator'\]\['net\.3\.bias'\] does not match"):
-        load_checkpoint(tmp_path / "weights.pt")
+    if where == "weight":
+        ckpt["generator"]["net.0.weight"][0, 0] = float("nan")
+    elif where == "optimizer":
+        ckpt["step"]["d_optimizer"]["state"][0]["exp_avg_sq"][0] = float("inf")
+    elif where == "ema":
+        next(iter(ckpt["extra"]["weight_average"]["average"].values())).view(-1)[0] = float("-inf")
+    else:
+        raise AssertionError(where)
+    path = folder / f"nan_{where}.pt"
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize(("where", "named"), [
+    ("weight", r"generator\['net\.0\.weight'\]"),
+    ("optimizer", r"step\['d_optimizer'\]\['state'\]\[0\]\['exp_avg_sq'\]"),
+    ("ema", r"extra\['weight_average'\]"),
+])
+def test_a_checkpoint_holding_nan_is_refused_on_loading_unless_allowed(where, named, saved, trained, tmp_path):
+    path = _with_nan(saved, tmp_path, where)
+    before = _everything(trained)
+    with pytest.raises(ValueError, match=rf"nan_{where}\.pt holds a NaN or infinity in {named}.*allow_nonfinite"):
+        trained.load_checkpoint(path)
+    _assert_unchanged(before, _everything(trained))
+    with pytest.raises(ValueError, match=named):
+        load_checkpoint(path)
+    assert latest_checkpoint(path) is None  # never offered for resuming
+    with pytest.warns(RuntimeWarning, match=rf"nan_{where}\.pt holds a NaN or infinity in {named}"):
+        trained.load_checkpoint(path, allow_nonfinite=True)
+    assert trained.state.step == 7  # loaded
+    if where == "weight":
+        assert torch.isnan(trained.generator.state_dict()["net.0.weight"][0, 0])
+    with pytest.raises(TypeError, match="allow_nonfinite"):
+        load_checkpoint(path, allow_nonfinite="yes")  # type: ignore[arg-type]
 
 
 def test_what_weights_only_cannot_load_is_refused_at_save(tmp_path):
@@ -324,50 +438,147 @@ def test_numpy_scalars_are_stored_as_python_numbers(tmp_path):
 def test_a_failing_write_keeps_the_previous_file(tmp_path, monkeypatch, saved):
     path = tmp_path / "c.pt"
     path.write_bytes(saved.read_bytes())
-    (tmp_path / "c.pt.1").write_bytes(b"older")
+    older = tmp_path / "c-000000003.pt"
+    older.write_bytes(b"older")
     real_save = torch.save
 
     def half_then_fail(obj, f, *a, **k):
         buf = io.BytesIO()
         real_save(obj, buf)
         f.write(buf.getvalue()[:1000])
-        raise OSError(28, "No space left on device")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", half_then_fail)
     with pytest.raises(OSError) as info:
-        save_checkpoint({"x": torch.ones(3)}, path, keep_last=2)
-    assert info.value.errno == 28 and str(info.value) == (
-        f"[Errno 28] cannot save the checkpoint {path}: no space left on device (ENOSPC); the file there (if any) "
-        "is unchanged")
+        save_checkpoint({"x": torch.ones(3)}, path, keep_last=2, step=9)
+    assert info.value.errno == errno.ENOSPC
+    assert str(path) in str(info.value) and "no space left on device" in str(info.value)
     monkeypatch.undo()
-    assert path.read_bytes() == saved.read_bytes() and (tmp_path / "c.pt.1").read_bytes() == b"older"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "c.pt.1"]  # the temporary file is gone
+    assert path.read_bytes() == saved.read_bytes() and older.read_bytes() == b"older"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c-000000003.pt", "c.pt"]  # the temporary file is gone
 
     real_replace = os.replace
 
     def fail_final_rename(src, dst):
         if Path(dst) == path:
-            raise OSError(5, "I/O error")
+            raise OSError(errno.EIO, "I/O error")
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", fail_final_rename)
     with pytest.raises(OSError, match=rf"cannot save the checkpoint {path}: input/output error \(EIO\)"):
-        save_checkpoint({"x": torch.ones(3)}, path, keep_last=2)
+        save_checkpoint({"x": torch.ones(3)}, path, keep_last=2, step=9)
     monkeypatch.undo()
     assert path.read_bytes() == saved.read_bytes()  # still the old one, and it still loads
     assert load_checkpoint(path)["trainer"]["step"] == 7
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c-000000003.pt", "c.pt"]
+
+
+class _SmallDisk:
+    """A disk of ``capacity`` bytes holding the files of ``folder``: ``free()`` as ``shutil.disk_usage`` would
+    report it, and a file wrapper whose ``write`` fills the disk up and then raises ``OSError(ENOSPC)``."""
+
+    def __init__(self, folder: Path, capacity: int) -> None:
+        self.folder, self.capacity = folder, capacity
+
+    def used(self) -> int:
+        return sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())
+
+    def disk_usage(self, where: Any) -> Any:
+        free = max(0, self.capacity - self.used())
+        return SimpleNamespace(total=self.capacity, used=self.capacity - free, free=free)
+
+    def wrap(self, f: Any) -> Any:
+        disk = self
+
+        class Full:
+            def write(self, data: Any) -> int:
+                view = memoryview(data).cast("B")
+                f.flush()
+                room = disk.capacity - disk.used()
+                if len(view) > room:
+                    f.write(view[: max(room, 0)])
+                    f.flush()
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return f.write(view)
+
+            def flush(self) -> None:
+                f.flush()
+
+        return Full()
+
+
+def test_a_full_disk_reports_the_free_space_at_the_failure_not_after_the_cleanup(tmp_path, monkeypatch):
+    """#26: the message measured free space after the partial file was deleted, when it is free again."""
+    folder = tmp_path / "run"
+    path = save_checkpoint({"w": torch.zeros(1000)}, folder / "c.pt")  # the previous checkpoint
+    previous = path.read_bytes()
+    disk = _SmallDisk(folder, capacity=len(previous) + 3 * 2**20)
+    monkeypatch.setattr(shutil, "disk_usage", disk.disk_usage)
+    real_save = torch.save
+    # torch.save itself writes to a file whose write() raises ENOSPC once the disk is full; torch turns that
+    # into "RuntimeError: ... unexpected pos", with the OSError as its context.
+    monkeypatch.setattr(torch, "save", lambda obj, f, *a, **k: real_save(obj, disk.wrap(f), *a, **k))
+    with pytest.raises(OSError) as info:
+        save_checkpoint({"w": torch.zeros(2**20)}, path)  # 4 MiB: does not fit in the 3 MiB left
+    message = str(info.value)
+    assert info.value.errno == errno.ENOSPC and str(path) in message, message
+    assert "3.0 MiB had been written when the write failed" in message, message
+    assert "0.0 MiB free at the time of the failure" in message, message
+    assert "(3.0 MiB free after removing the partial file)" in message, message
+    assert path.read_bytes() == previous
+    assert [p.name for p in folder.iterdir()] == ["c.pt"]  # no temporary left
 
 
 def test_rotation_without_hard_links_copies(tmp_path, monkeypatch):
     def no_links(src, dst):
-        raise OSError(1, "Operation not permitted")
+        raise OSError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(os, "link", no_links)
     for i in range(4):
-        save_checkpoint({"i": i}, tmp_path / "c.pt", keep_last=2)
-    assert [load_checkpoint(tmp_path / n)["i"] for n in ("c.pt", "c.pt.1", "c.pt.2")] == [3, 2, 1]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "c.pt.1", "c.pt.2"]
+        save_checkpoint({"i": i}, tmp_path / "c.pt", keep_last=1, step=10 * i)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c-000000020.pt", "c-000000030.pt", "c.pt"]
+    assert [load_checkpoint(tmp_path / n)["i"] for n in ("c.pt", "c-000000030.pt", "c-000000020.pt")] == [3, 3, 2]
+    assert not os.path.samefile(tmp_path / "c.pt", tmp_path / "c-000000030.pt")  # a copy
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_kept_copies_are_named_by_step_and_pruned_to_keep_last(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    for step in (100, 200, 300, 400):
+        save_checkpoint({"trainer": {"step": step}}, path, keep_last=2)  # the step comes from the trainer entry
+    assert _names(tmp_path) == ["checkpoint-000000200.pt", "checkpoint-000000300.pt", "checkpoint-000000400.pt",
+                                "checkpoint.pt"]
+    assert os.path.samefile(path, tmp_path / "checkpoint-000000400.pt")  # the newest: one file, two names
+    assert [load_checkpoint(tmp_path / f"checkpoint-000000{s}.pt")["trainer"]["step"] for s in (200, 300)] \
+        == [200, 300]
+    save_checkpoint({"trainer": {"step": 500}}, path, keep_last=0)  # 0/None: the numbered files are left alone
+    assert len(_names(tmp_path)) == 4 and load_checkpoint(path)["trainer"]["step"] == 500
+    save_checkpoint({"trainer": {"step": 600}}, path, keep_last=1)  # lowering keep_last prunes at once
+    assert _names(tmp_path) == ["checkpoint-000000400.pt", "checkpoint-000000600.pt", "checkpoint.pt"]
+    # Resumed from step 400 and saved again at 450: the files of the abandoned continuation go.
+    save_checkpoint({"trainer": {"step": 450}}, path, keep_last=1)
+    assert _names(tmp_path) == ["checkpoint-000000400.pt", "checkpoint-000000450.pt", "checkpoint.pt"]
+    assert latest_checkpoint(tmp_path) == path
+    save_checkpoint({"trainer": {"step": 450}, "again": True}, path, keep_last=1)  # the same step twice
+    assert load_checkpoint(tmp_path / "checkpoint-000000450.pt")["again"] is True
+    assert _names(tmp_path) == ["checkpoint-000000400.pt", "checkpoint-000000450.pt", "checkpoint.pt"]
+
+
+@pytest.mark.parametrize(("obj", "step", "exc"), [
+    ({"x": 1}, None, ValueError),  # no trainer step to number the copy with
+    ({"x": 1}, -1, ValueError),
+    ({"x": 1}, "3", TypeError),
+    ({"x": 1}, True, TypeError),
+    ({"trainer": {"step": 2.5}}, None, TypeError),
+])
+def test_keep_last_needs_a_step_to_name_the_copy(obj, step, exc, tmp_path):
+    with pytest.raises(exc, match="step"):
+        save_checkpoint(obj, tmp_path / "c.pt", keep_last=1, step=step)
+    assert list(tmp_path.iterdir()) == []  # checked before anything is written
+    save_checkpoint(obj, tmp_path / "c.pt", step=step if isinstance(step, int) else None)  # no keep_last: unused
 
 
 def test_temporaries_of_dead_writers_are_removed_and_others_kept(tmp_path):
@@ -391,7 +602,8 @@ def test_temporaries_of_dead_writers_are_removed_and_others_kept(tmp_path):
     ({"keep_last": True}, TypeError, "keep_last must be None or an int >= 0, got True"),
     ({"keep_last": "2"}, TypeError, "keep_last must be None or an int >= 0, got '2'"),
     ({"keep_last": 1.5}, TypeError, "keep_last must be None or an int >= 0, got 1.5"),
-    ({"path": 5}, TypeError, "path must be a str or os.PathLike, got int"),
+    ({"path": 5}, TypeError, "path"),
+    ({"path": " "}, ValueError, "path"),
     ({"obj": [1]}, TypeError, "obj must be a dict, got list"),
 ])
 def test_save_arguments_are_checked(kwargs, exc, match, tmp_path):
@@ -402,7 +614,7 @@ def test_save_arguments_are_checked(kwargs, exc, match, tmp_path):
         save_checkpoint({"x": 1}, tmp_path)
 
 
-def test_checksums_cover_sets_and_nested_containers(tmp_path):
+def test_sets_tuples_and_nested_containers_round_trip(tmp_path):
     obj = {"s": {"b", "a", "c"}, "t": (1, 2.5, None), "nested": [{"k": torch.arange(4)}], "c": 1 + 2j}
     save_checkpoint(obj, tmp_path / "n.pt")
     got = load_checkpoint(tmp_path / "n.pt")
@@ -415,14 +627,14 @@ def test_checksums_cover_sets_and_nested_containers(tmp_path):
 def test_files_follow_the_umask_like_other_outputs(umask, tmp_path):
     old = os.umask(umask)
     try:
-        save_checkpoint({"x": 1}, tmp_path / "c.pt", keep_last=1)
-        save_checkpoint({"x": 2}, tmp_path / "c.pt", keep_last=1)
+        save_checkpoint({"x": 1}, tmp_path / "c.pt", keep_last=1, step=1)
+        save_checkpoint({"x": 2}, tmp_path / "c.pt", keep_last=1, step=2)
         (tmp_path / "other.txt").write_text("x")  # any other new file
     finally:
         os.umask(old)
     expected = (tmp_path / "other.txt").stat().st_mode & 0o777
     assert expected == 0o666 & ~umask
-    assert [(tmp_path / n).stat().st_mode & 0o777 for n in ("c.pt", "c.pt.1")] == [expected, expected]
+    assert [(tmp_path / n).stat().st_mode & 0o777 for n in ("c.pt", "c-000000001.pt")] == [expected, expected]
 
 
 def test_a_forbidden_folder_is_named_with_the_cause(tmp_path, monkeypatch):
@@ -442,16 +654,41 @@ def test_a_forbidden_folder_is_named_with_the_cause(tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / "c.pt")["x"] == 1
 
 
-def test_latest_checkpoint_skips_damaged_copies_and_prefers_the_newest(tmp_path):
-    for i in range(3):
-        save_checkpoint({"i": i}, tmp_path / "c.pt", keep_last=2)
+def _damage(path: Path) -> None:
+    """Tear ``path`` in place (every name of the file sees it, as with damage on the disk)."""
+    with open(path, "r+b") as f:
+        f.truncate(100)
+
+
+def test_latest_checkpoint_ranks_by_step_and_skips_damaged_files(tmp_path):
+    for step in (1, 2, 3):
+        save_checkpoint({"trainer": {"step": step}}, tmp_path / "c.pt", keep_last=2)
     assert latest_checkpoint(tmp_path / "c.pt") == tmp_path / "c.pt"
-    (tmp_path / "c.pt").write_bytes((tmp_path / "c.pt").read_bytes()[:100])  # torn by hand
-    assert latest_checkpoint(tmp_path / "c.pt") == tmp_path / "c.pt.1"
+    assert latest_checkpoint(tmp_path) == tmp_path / "c.pt"
+    os.utime(tmp_path / "c-000000001.pt", (4e9, 4e9))  # the oldest made the most recently modified: no matter
+    _damage(tmp_path / "c.pt")  # also its twin c-000000003.pt
+    assert latest_checkpoint(tmp_path / "c.pt") == tmp_path / "c-000000002.pt"
     (tmp_path / "notes.txt").write_text("not a checkpoint")
-    assert latest_checkpoint(tmp_path) == tmp_path / "c.pt.1"
+    save_checkpoint({"trainer": {"step": 1}}, tmp_path / "best.pt")  # another file, an older step
+    assert latest_checkpoint(tmp_path) == tmp_path / "c-000000002.pt"
+    save_checkpoint({"trainer": {"step": 5}}, tmp_path / "other.pt")  # a file of a later step, whatever its name
+    assert latest_checkpoint(tmp_path) == tmp_path / "other.pt"
     assert latest_checkpoint(tmp_path / "none.pt") is None and latest_checkpoint(tmp_path / "no" / "c.pt") is None
-    with pytest.raises(TypeError, match=r"folder_or_path must be a str or os\.PathLike"):
+    with pytest.raises(TypeError, match="folder_or_path"):
         latest_checkpoint(3)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"^map_location: device='meta': device type 'meta' is not supported"):
+    with pytest.raises(ValueError, match="map_location"):
         latest_checkpoint(tmp_path, map_location="meta")  # refused, not every file skipped as damaged
+
+
+def test_latest_checkpoint_of_a_trainer_run_is_the_newest_step(tmp_path):
+    trainer, loader, _ = build("tiny", tiny_data())
+    for steps in (2, 4, 6):
+        trainer.fit(loader, epochs=3, max_steps=steps)
+        trainer.save_checkpoint(tmp_path / "checkpoint.pt", keep_last=1)
+    assert _names(tmp_path) == ["checkpoint-000000004.pt", "checkpoint-000000006.pt", "checkpoint.pt"]
+    _damage(tmp_path / "checkpoint.pt")
+    found = latest_checkpoint(tmp_path)
+    assert found == tmp_path / "checkpoint-000000004.pt"
+    again, _, _ = build("tiny", tiny_data())
+    again.load_checkpoint(found)
+    assert again.state.step == 4

@@ -5,9 +5,9 @@ with ``keep_last=2`` (plus 1 MB of extra state, so saving is a large share of th
 time). Deterministic trials kill a trainer on entering each ``os`` call of its third
 save (every one: the calls are counted first), random trials a seeded 0 to 0.4 s after
 its first save, wherever it is. After every kill the *whole set* of names is checked
-(``NAME``, ``NAME.1``, ``NAME.2``: no hole, no stranger, each loading, in step order),
-the newest is found by :func:`latest_checkpoint`, a new trainer resumes from it and
-trains, and its next save leaves the exact expected rotation and no temporary file.
+(``NAME`` and its step-numbered copies: no stranger, each loading and holding the step its
+name says), the newest is found by :func:`latest_checkpoint`, a new trainer resumes from it
+and trains, and its next save leaves the exact expected set and no temporary file.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 
 from torchgan_lite.checkpoints.format import latest_checkpoint, load_checkpoint
 
-from .crash_child import build_trainer, observed_rotation, rotation_states, trainer_step
+from .crash_child import build_trainer, next_rotation, observed_rotation, rotation_states, trainer_step
 from .resume_child import single_thread
 
 CHILD = Path(__file__).resolve().parent / "crash_child.py"
@@ -73,12 +73,12 @@ def test_a_kill_at_every_point_of_a_trainer_save_leaves_the_rotation_whole_and_r
             continue
         folder = Path(trial["folder"])
         assert outcome["killed_by_sigkill"], outcome  # it really died by SIGKILL, not by finishing
-        now = observed_rotation(folder, step_of=trainer_step)  # the whole set of names: no hole, all load
+        now = observed_rotation(folder, step_of=trainer_step)  # the whole set of names: no stranger, all load
         assert now in states, f"{folder.name}: {now} is none of {states}"
         seen.append(states.index(now))
         assert latest_checkpoint(folder) == latest_checkpoint(folder / "ckpt.pt") == folder / "ckpt.pt"
         _resume_and_save(folder, folder / "ckpt.pt", now[0])
-        assert observed_rotation(folder, step_of=trainer_step) == [now[0] + 1, *now][:3]
+        assert observed_rotation(folder, step_of=trainer_step) == next_rotation(now, now[0] + 1, 2)
         assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]  # the dead writer's are gone
     assert seen == sorted(seen) and set(seen) == set(range(len(states)))  # every state of the save was hit
 
@@ -89,12 +89,12 @@ def test_a_random_kill_leaves_the_rotation_whole_and_resumable(crashed, index):
     assert outcome["killed_by_sigkill"] and outcome["first_save_seen"], outcome
     folder = Path(trial["folder"])
     now = observed_rotation(folder, step_of=trainer_step)
-    # the state of some save, before it ended or after: one duplicate at most, never a hole or a step backwards
+    # the state of some save, before it ended or after: never a stranger or a step backwards
     assert now in rotation_states(now[0], 2) + rotation_states(now[0] + 1, 2), now
     newest = latest_checkpoint(folder)
     assert newest == folder / "ckpt.pt"
     _resume_and_save(folder, newest, now[0])
-    assert observed_rotation(folder, step_of=trainer_step) == [now[0] + 1, *now][:3]
+    assert observed_rotation(folder, step_of=trainer_step) == next_rotation(now, now[0] + 1, 2)
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 

@@ -249,15 +249,15 @@ def test_a_huge_learning_rate_stops_before_any_checkpoint_holds_broken_numbers(t
     with pytest.raises(NonFiniteLossError, match=r"gradient norm \(inf\) at step 4; no update was applied"):
         trainer.fit(TensorLoader(x, batch_size=128), epochs=30)
     assert trainer.state.step == 3
-    saved = sorted(tmp_path.glob("c.pt*"))
-    assert [p.name for p in saved] == ["c.pt", "c.pt.1", "c.pt.2"]
+    saved = sorted(tmp_path.glob("c*.pt"))
+    assert [p.name for p in saved] == ["c-000000001.pt", "c-000000002.pt", "c-000000003.pt", "c.pt"]
     for path in saved:
         assert _all_finite(load_checkpoint(path)), f"{path.name} holds a NaN or infinity"
     assert all(bool(torch.isfinite(p).all()) for p in list(trainer.generator.parameters())
                + list(trainer.discriminator.parameters()))  # the live state too: the bad update never ran
-    assert load_checkpoint(tmp_path / "c.pt.1")["trainer"]["step"] == 2  # the last one trained at a sane lr
+    assert load_checkpoint(tmp_path / "c-000000002.pt")["trainer"]["step"] == 2  # the last one at a sane lr
     sane = build(2e-4)
-    sane.load_checkpoint(tmp_path / "c.pt.1", hyperparameters="current")
+    sane.load_checkpoint(tmp_path / "c-000000002.pt", hyperparameters="current")
     assert sane.gan_step.g_optimizer.param_groups[0]["lr"] == 2e-4
     sane.fit(TensorLoader(x, batch_size=128), epochs=4)
     assert sane.state.step == 4

@@ -24,6 +24,7 @@ import torch
 from torchgan_lite import Event, TensorLoader
 from torchgan_lite.callbacks import checkpoint
 from torchgan_lite.checkpoints.format import load_checkpoint
+from torchgan_lite.checkpoints.rotation import numbered_path
 from torchgan_lite.data import mnist as data
 
 from .resume_child import build, fit_recording, single_thread, snapshot, tiny_data
@@ -38,7 +39,7 @@ SCENARIOS: dict[str, tuple[str, tuple[str, int], tuple[int, int | None]]] = {
     "mid_epoch": ("tiny", ("fit", 7), (4, 13)),  # stops at step 2 of epoch 2, ends at step 3 of epoch 3
     "across_epochs": ("tiny", ("fit", 3), (3, None)),  # mid-epoch to the end of epoch 3
     "at_epoch_end": ("tiny", ("fit", 5), (4, 9)),  # max_steps closes epoch 1 exactly
-    "model_checkpoint": ("tiny", ("epoch_ckpt", 1), (3, None)),  # resume from NAME.2 (end of epoch 1)
+    "model_checkpoint": ("tiny", ("epoch_ckpt", 1), (3, None)),  # resume from NAME-000000005 (end of epoch 1)
     "wgan_gp_mid_epoch": ("wgan", ("fit", 6), (3, 11)),  # n_critic=2, GradientPenalty's random alphas
     "fast_paths_mid_epoch": ("perf", ("fit", 4), (3, 8)),  # MaskDropout, fused D call, R1
 }
@@ -109,8 +110,8 @@ def resumed(tmp_path_factory) -> dict[str, tuple[dict[str, Any], dict[str, Any],
             starts[name] = n
         else:
             refs[name] = _reference(kind, x, epochs, max_steps, ckpt_path=ckpt)
-            # keep_last=2 after 3 epoch ends: NAME = epoch 3, NAME.1 = epoch 2, NAME.2 = epoch 1.
-            ckpt = ckpt.with_name(f"{ckpt.name}.{epochs - n}")
+            # keep_last=2 after 3 epoch ends: NAME = epoch 3, and the numbered files of epochs 3, 2 and 1.
+            ckpt = numbered_path(ckpt, n * STEPS_PER_EPOCH)
             starts[name] = n * STEPS_PER_EPOCH
         jobs.append({"kind": kind, "data": None, "ckpt": str(ckpt), "out": str(folder / f"{name}.out.pt"),
                      "epochs": epochs, "max_steps": max_steps})
@@ -134,10 +135,9 @@ def test_checkpoint_rotation_holds_the_epochs_in_order(tmp_path):
     trainer, loader, _ = build("tiny", tiny_data())
     checkpoint.ModelCheckpoint(tmp_path / "c.pt", every=1, keep_last=2).attach(trainer)
     trainer.fit(loader, epochs=4)
-    epochs = [load_checkpoint(tmp_path / name)["trainer"]["epoch"] for name in ("c.pt", "c.pt.1", "c.pt.2")]
-    assert epochs == [4, 3, 2]
-    assert not (tmp_path / "c.pt.3").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "c.pt.1", "c.pt.2"]  # no temporaries left
+    names = ["c.pt", "c-000000020.pt", "c-000000015.pt", "c-000000010.pt"]  # numbered by step, 5 steps an epoch
+    assert [load_checkpoint(tmp_path / name)["trainer"]["epoch"] for name in names] == [4, 4, 3, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # epoch 1's pruned, no temporaries left
 
 
 def test_resume_with_a_fresh_loader_after_an_earlier_fit(tmp_path):

@@ -1,9 +1,10 @@
-"""export.load_generator: every library generator rebuilt from a checkpoint, new (config) and old (weights) layouts.
+"""export.load_generator: every library generator rebuilt from a checkpoint's recorded builder config.
 
-The checkpoints are written here with ``checkpoint.save_checkpoint`` in the layouts of
-docs/architecture.md, so these tests do not depend on the trainer: format 2 holds
-``models["generator"]`` (the builder's record), format 1 only the weights and the
-trainer's ``latent_dim``/``sample_shape``/``num_classes``.
+The checkpoints are written here with ``checkpoint.save_checkpoint`` in the layout of
+docs/architecture.md, so these tests do not depend on the trainer: they hold
+``models["generator"]`` (the builder's record). A file without that record, or of
+format 1, is refused with what to do instead; one holding NaN weights is refused unless
+``allow_nonfinite=True``, by the function and by ``torchgan-lite-sample``.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import torch
 from torch import nn
 
 from torchgan_lite.checkpoints import export
-from torchgan_lite.checkpoints.format import save_checkpoint
+from torchgan_lite.checkpoints.format import FORMAT, save_checkpoint
 from torchgan_lite.cli import evaluate, sample
 from torchgan_lite.nets import registry, sampling
 
-FORMAT_1 = "torchgan_lite.checkpoint/1"
+FORMAT_1 = "torchgan_lite.checkpoint/1"  # before the step redesign: refused
 
 # One small generator of each kind the library builds; the DCGAN ones at every size, every norm at each size,
 # conditional and not at each size (9 of the 18 combinations, to keep the file fast).
@@ -61,13 +62,9 @@ def _trainer_info(g: nn.Module) -> dict[str, Any]:
             "epoch": 1, "step": 7}
 
 
-def _write(path: Path, g: nn.Module, *, models: bool = True, ema: dict[str, torch.Tensor] | None = None,
-           trainer: bool = True) -> Path:
-    ckpt: dict[str, Any] = {"generator": g.state_dict(), "discriminator": {}}
-    if models:
-        ckpt["models"] = {"generator": registry.module_config(g), "discriminator": None}
-    else:
-        ckpt["format"] = FORMAT_1
+def _write(path: Path, g: nn.Module, *, ema: dict[str, torch.Tensor] | None = None, trainer: bool = True) -> Path:
+    ckpt: dict[str, Any] = {"generator": g.state_dict(), "discriminator": {},
+                            "models": {"generator": registry.module_config(g), "discriminator": None}}
     if trainer:
         ckpt["trainer"] = _trainer_info(g)
     if ema is not None:
@@ -76,7 +73,7 @@ def _write(path: Path, g: nn.Module, *, models: bool = True, ema: dict[str, torc
 
 
 @pytest.mark.parametrize(("name", "kwargs"), GENERATORS, ids=IDS)
-def test_format_2_rebuilds_the_same_generator_from_its_config(name, kwargs, tmp_path):
+def test_every_generator_is_rebuilt_from_its_recorded_config(name, kwargs, tmp_path):
     g = _build(name, kwargs)
     path = _write(tmp_path / "c.pt", g, trainer=False)  # the config alone suffices
     loaded = export.load_generator(path)
@@ -85,25 +82,11 @@ def test_format_2_rebuilds_the_same_generator_from_its_config(name, kwargs, tmp_
     assert torch.equal(_outputs(loaded), _outputs(g))
 
 
-@pytest.mark.parametrize(("name", "kwargs"), GENERATORS, ids=IDS)
-def test_format_1_rebuilds_the_same_generator_from_its_weights(name, kwargs, tmp_path):
-    g = _build(name, kwargs)
-    path = _write(tmp_path / "c.pt", g, models=False)
-    loaded = export.load_generator(path)
-    # The weights give back every argument but fast_layers (same state either way), so the config is the same
-    # up to that one.
-    fast = {"fast_layers": loaded.config["kwargs"].get("fast_layers")} if "fast_layers" in kwargs else {}
-    assert loaded.config["builder"] == name
-    assert loaded.config["kwargs"] == {**g.config["kwargs"], **fast}
-    assert torch.equal(_outputs(loaded), _outputs(g))
-
-
-@pytest.mark.parametrize("models", [True, False], ids=["format2", "format1"])
-def test_ema_weights_are_preferred_unless_use_ema_is_false(models, tmp_path):
+def test_ema_weights_are_preferred_unless_use_ema_is_false(tmp_path):
     name, kwargs = GENERATORS[2]  # conditional: the EMA entry sits beside the labels path
     g = _build(name, kwargs)
     average = _build(name, kwargs, seed=5)
-    path = _write(tmp_path / "c.pt", g, models=models, ema=average.state_dict())
+    path = _write(tmp_path / "c.pt", g, ema=average.state_dict())
     assert torch.equal(_outputs(export.load_generator(path)), _outputs(average))
     assert torch.equal(_outputs(export.load_generator(path, use_ema=False)), _outputs(g))
     ckpt = torch.load(path, weights_only=True)
@@ -111,29 +94,12 @@ def test_ema_weights_are_preferred_unless_use_ema_is_false(models, tmp_path):
     assert export.generator_state(ckpt, use_ema=False)[1] == "generator"
 
 
-def test_legacy_config_reads_hidden_widths_norm_and_classes_off_the_weights():
-    g = _build("dcgan_generator", {"latent_dim": 5, "image_size": 32, "channels": 3, "base_width": 4,
-                                   "norm": "spectral", "num_classes": 2, "embed_dim": 7})
-    ckpt = {"generator": g.state_dict(), "trainer": _trainer_info(g)}
-    config = export.legacy_generator_config(ckpt)
-    assert config == {"builder": "dcgan_generator", "kwargs": {"latent_dim": 5, "image_size": 32, "channels": 3,
-                                                               "base_width": 4, "norm": "spectral",
-                                                               "num_classes": 2, "embed_dim": 7}}
-    wrong = {**ckpt, "trainer": {**ckpt["trainer"], "sample_shape": [3, 30, 30]}}
-    with pytest.raises(ValueError, match=r"sample_shape is \(3, 30, 30\)"):
-        export.legacy_generator_config(wrong)
-    m = _build("mlp_generator", {"latent_dim": 6, "hidden": [8], "out_shape": [1, 4, 4]})
-    bad = {"generator": m.state_dict(), "trainer": {**_trainer_info(m), "latent_dim": 7}}
-    with pytest.raises(ValueError, match="latent_dim=7"):
-        export.legacy_generator_config(bad)
-
-
 def test_errors_name_the_checkpoint_and_what_is_wrong(tmp_path):
     g = _build(*GENERATORS[0])
     # A custom generator in a format-2 file: no config to rebuild it from.
     path = save_checkpoint({"generator": g.state_dict(), "models": {"generator": None, "discriminator": None}},
                            tmp_path / "custom.pt")
-    with pytest.raises(ValueError, match=r"custom\.pt.*not made by a registered builder.*load ckpt\['generator'\]"):
+    with pytest.raises(ValueError, match=r"custom\.pt.*records no builder config.*load ckpt\['generator'\]"):
         export.load_generator(path)
     # A config naming a builder nobody registered (its module not imported).
     path = save_checkpoint({"generator": g.state_dict(), "models": {
@@ -147,18 +113,48 @@ def test_errors_name_the_checkpoint_and_what_is_wrong(tmp_path):
                            tmp_path / "mismatch.pt")
     with pytest.raises(ValueError, match=r"mismatch\.pt: the generator weights do not fit the mlp_generator"):
         export.load_generator(path)
-    # A format-1 file of a custom generator: its weights are none of the library's.
-    custom = nn.Sequential(nn.Conv2d(1, 2, 3))
-    path = save_checkpoint({"format": FORMAT_1, "generator": custom.state_dict(),
-                            "trainer": {"latent_dim": 8, "sample_shape": [1, 4, 4]}}, tmp_path / "old.pt")
-    with pytest.raises(ValueError, match=r"old\.pt: the generator is not an mlp_generator"):
+    # No record at all (a hand-built file): the same advice, not a guess from the weight shapes.
+    path = save_checkpoint({"generator": g.state_dict(), "trainer": _trainer_info(g)}, tmp_path / "bare.pt")
+    with pytest.raises(ValueError, match=r"bare\.pt.*records no builder config.*load ckpt\['generator'\]"):
         export.load_generator(path)
-    # A format-1 file without the trainer's shapes.
-    path = save_checkpoint({"format": FORMAT_1, "generator": g.state_dict()}, tmp_path / "bare.pt")
-    with pytest.raises(ValueError, match=r"bare\.pt: no 'models' entry.*latent_dim and sample_shape"):
+    # A format-1 file: one refusal naming the file and its format.
+    path = tmp_path / "old.pt"
+    torch.save({"format": FORMAT_1, "generator": g.state_dict(), "trainer": _trainer_info(g)}, path)
+    with pytest.raises(ValueError, match=r"old\.pt is in format 'torchgan_lite\.checkpoint/1'"):
         export.load_generator(path)
     with pytest.raises(TypeError, match="use_ema"):
         export.load_generator(_write(tmp_path / "ok.pt", g), use_ema="yes")
+
+
+def _nan_file(folder: Path, g: nn.Module, *, in_ema: bool) -> Path:
+    """A valid checkpoint written by hand with ``torch.save`` whose generator (or EMA) holds one NaN weight."""
+    state = {k: v.clone() for k, v in g.state_dict().items()}
+    state["net.0.weight"][0, 0] = float("nan")
+    ckpt: dict[str, Any] = {"format": FORMAT, "generator": g.state_dict() if in_ema else state, "discriminator": {},
+                            "models": {"generator": registry.module_config(g), "discriminator": None},
+                            "trainer": _trainer_info(g)}
+    if in_ema:
+        ckpt["extra"] = {"ema": {"generator": state, "num_updates": 3}}
+    path = folder / ("nan_ema.pt" if in_ema else "nan.pt")
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize("in_ema", [False, True], ids=["weights", "ema"])
+def test_nan_weights_are_refused_unless_allowed_and_the_sample_cli_refuses_them(in_ema, tmp_path, capsys):
+    g = _build(*GENERATORS[0])
+    path = _nan_file(tmp_path, g, in_ema=in_ema)
+    named = r"extra\['ema'\]\['generator'\]\['net\.0\.weight'\]" if in_ema else r"generator\['net\.0\.weight'\]"
+    with pytest.raises(ValueError, match=rf"{path.name} holds a NaN or infinity in {named}"):
+        export.load_generator(path)
+    out = tmp_path / "s.pt"
+    assert sample.main([str(path), "--n", "4", "--tensor", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert path.name in err and "NaN" in err and "Traceback" not in err
+    assert not out.exists()  # no all-NaN samples written
+    with pytest.warns(RuntimeWarning, match=rf"{path.name} holds a NaN or infinity"):
+        loaded = export.load_generator(path, allow_nonfinite=True)
+    assert torch.isnan(loaded.state_dict()["net.0.weight"][0, 0])
 
 
 def test_sample_cli_draws_from_the_ema_or_the_trained_weights(tmp_path, capsys):

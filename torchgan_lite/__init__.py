@@ -6,7 +6,7 @@ The package is a tree of parts; imports run one way, top to bottom (``docs/archi
 - :mod:`torchgan_lite.nets`: generator/discriminator builders, layers, spectral norm, the registry.
 - :mod:`torchgan_lite.losses`: value-only losses, penalties and regularizers, augmentation.
 - :mod:`torchgan_lite.data`: device-resident data and :class:`TensorLoader`.
-- :mod:`torchgan_lite.checkpoints`: the checkpoint file format and rebuilding generators.
+- :mod:`torchgan_lite.checkpoints`: the checkpoint file format, rebuilding and exporting generators.
 - :mod:`torchgan_lite.metrics`: FD, KID, precision/recall, the offline evaluator.
 - :mod:`torchgan_lite.training`: :class:`GANStep` and its variants, :class:`GANTrainer`, events.
 - :mod:`torchgan_lite.callbacks`: progress, checkpoints, grids, loggers, EMA, schedules, ADA, metrics.
@@ -41,7 +41,7 @@ from torchgan_lite.callbacks.reporting import (
     write_json,
 )
 from torchgan_lite.callbacks.schedules import LRSchedule, ttur
-from torchgan_lite.checkpoints.export import generator_from_checkpoint, load_generator
+from torchgan_lite.checkpoints.export import export_generator, generator_from_checkpoint, load_generator
 from torchgan_lite.checkpoints.format import (
     FORMAT,
     check_keep_last,
@@ -356,6 +356,7 @@ __all__ = [
     "digit_grid_labels",
     "distance_scores",
     "evaluate_mnist",
+    "export_generator",
     "extract",
     "feature_statistics",
     "fetch_command",

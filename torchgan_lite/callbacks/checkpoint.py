@@ -1,5 +1,4 @@
-"""ModelCheckpoint: save checkpoints every N epochs or steps, keep the last K, save on a stop.
-"""
+"""ModelCheckpoint: save checkpoints every N epochs, keep the last K by step, save on a stop."""
 
 from __future__ import annotations
 
@@ -22,7 +21,9 @@ class ModelCheckpoint:
     Args:
         path: The checkpoint file (written atomically).
         every: Epochs between saves.
-        keep_last: Older copies to keep beside it (``path.1`` ...): None or an int >= 0.
+        keep_last: None or an int >= 0. K: the file also gets a step-numbered name
+            (``checkpoint-000001200.pt`` beside ``checkpoint.pt``), and the K older steps' files
+            are kept (see :func:`torchgan_lite.checkpoints.format.save_checkpoint`).
         on_interrupt: Also save when ``fit`` is interrupted by ``KeyboardInterrupt``.
 
     Raises:

@@ -7,7 +7,12 @@ fsync'ed. A process killed at any moment leaves either the old ``path`` or the n
 one, never a torn file. On an error the temporary file is removed and ``path`` is
 untouched; an ``OSError`` (a full disk, a read-only or forbidden folder) is raised
 again as the same kind of ``OSError`` naming ``path`` and the cause in words
-(``ENOSPC``: "no space left on device").
+(``ENOSPC``: "no space left on device"). A full disk's message also says how much had
+been written and how much space was free when the write failed, measured before the
+temporary file was removed, and how much is free after. An ``OSError`` that a writer
+such as ``torch.save`` turned into another exception (torch reports a failed write as
+``RuntimeError: ... unexpected pos``, the ``OSError`` as its context) is found in the
+exception's chain and reported the same way.
 
 Temporary files are named ``.NAME.HOST-PID.RANDOM.tmp`` and created with mode
 ``0o666`` so the kernel applies the umask: a written file has the permissions any
@@ -24,16 +29,16 @@ import os
 import secrets
 import shutil
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
-    "atomic_open", "copy_durably", "describe_os_error", "fsync_dir", "link_or_copy", "remove_stale_temporaries",
-    "temporary_name"
+    "atomic_open", "describe_os_error", "fsync_dir", "link_or_copy", "remove_stale_temporaries", "temporary_name"
 ]
 
 _SUFFIX = ".tmp"
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def describe_os_error(err: OSError) -> str:
@@ -45,9 +50,32 @@ def describe_os_error(err: OSError) -> str:
     return f"{words} ({errno.errorcode.get(err.errno, err.errno)})"
 
 
-def _named_error(path: Path, action: str, err: OSError) -> OSError:
+def _os_error_in(err: BaseException) -> OSError | None:
+    """``err`` if it is an ``OSError``, else the first one in its chain of causes and contexts (or None)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _free(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _named_error(path: Path, action: str, err: OSError, space: str = "") -> OSError:
     # OSError(errno, ...) picks the subclass (PermissionError, ...), so `except PermissionError` still works.
-    message = f"cannot {action} {path}: {describe_os_error(err)}; the file there (if any) is unchanged"
+    message = f"cannot {action} {path}: {describe_os_error(err)}; the file there (if any) is unchanged{space}"
     return OSError(message) if err.errno is None else OSError(err.errno, message)
 
 
@@ -111,32 +139,32 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def copy_durably(src: Path, dst: Path) -> None:
-    """Copy ``src`` (content and modification time) to ``dst`` and fsync it."""
-    shutil.copy2(src, dst)
-    fd = os.open(dst, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def link_or_copy(src: Path, dst: Path, stage_beside: Path | None = None) -> None:
+    """Atomically make ``dst`` the same file as ``src``: a hard link (or a durable copy) to a temporary, renamed
+    over ``dst``. ``src`` stays where it is, so at every moment both names hold a complete file.
 
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Atomically make ``dst`` a copy of ``src``: a hard link (or a durable copy) to a temporary, renamed over ``dst``.
-
-    ``src`` stays where it is, so at every moment both names hold a complete file.
+    Args:
+        src: An existing file.
+        dst: The name to (re)place.
+        stage_beside: The temporary is named after this file (default ``dst``), so that the next
+            :func:`atomic_open` of it removes a temporary a killed process left.
     """
     with contextlib.suppress(OSError):
         if os.path.samefile(src, dst):
-            return  # already the same file (a duplicate a killed rotation left): nothing to move
-    staged = temporary_name(dst)
+            return  # already the same file: nothing to do
+    staged = temporary_name(stage_beside if stage_beside is not None else dst)
     try:
         try:
             os.link(src, staged)
         except OSError as err:
-            if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            if err.errno in (*_FULL, errno.EROFS):
                 raise
-            copy_durably(src, staged)  # a filesystem without hard links
+            shutil.copy2(src, staged)  # a filesystem without hard links: a copy, made durable
+            fd = os.open(staged, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(staged, dst)
     finally:
         # Gone after a rename, unless the rename had nothing to do (POSIX: two links to one file).
@@ -144,10 +172,25 @@ def link_or_copy(src: Path, dst: Path) -> None:
             os.unlink(staged)
 
 
+def _space_report(err: OSError, tmp: Path | None, folder: Path) -> tuple[str, int | None]:
+    """For a full disk: what had been written and the free space, measured now (before the partial file goes)."""
+    if err.errno not in _FULL:
+        return "", None
+    written = None
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            written = tmp.stat().st_size
+    free = _free(folder)
+    parts = []
+    if written is not None:
+        parts.append(f"{_mib(written)} had been written when the write failed")
+    parts.append(f"{_mib(free)} free at the time of the failure" if free is not None else "free space unknown")
+    return "; " + ", ".join(parts), written
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, encoding: str | None = None,
-                newline: str | None = None, before_replace: Callable[[], None] | None = None,
-                what: str = "write") -> Iterator[IO[Any]]:
+                newline: str | None = None, what: str = "write") -> Iterator[IO[Any]]:
     """Open a temporary file for writing; on success it replaces ``path`` atomically.
 
     Args:
@@ -155,12 +198,11 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, encoding: str
         mode: ``"wb"`` or ``"w"`` (text, with ``encoding`` and ``newline`` as for ``open``).
         encoding: Text encoding (text mode only; UTF-8 when None).
         newline: As for ``open`` (``""`` for the ``csv`` module).
-        before_replace: Called once the new content is durable, just before the rename
-            (checkpoint rotation shifts the older copies there).
         what: The verb of error messages ("save the checkpoint", ...).
 
     Raises:
-        OSError: of the same kind as the failure, naming ``path`` and its cause; ``path`` is
+        OSError: of the same kind as the failure, naming ``path`` and its cause (for a full disk, also
+            the bytes written and the free space when it failed, and after the cleanup); ``path`` is
             unchanged and no temporary file is left.
     """
     if mode not in ("wb", "w"):
@@ -181,13 +223,22 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, encoding: str
             yield f
             f.flush()
             os.fsync(f.fileno())
-        if before_replace is not None:
-            before_replace()
         os.replace(tmp, path)
         tmp = None
         fsync_dir(path.parent)
-    except OSError as err:
-        raise _named_error(path, what, err) from err
+    except (OSError, RuntimeError) as err:  # RuntimeError: torch's writer, with the OSError in its context
+        cause = _os_error_in(err)
+        if cause is None:
+            raise
+        space, written = _space_report(cause, tmp, path.parent)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            tmp = None
+            if written is not None:
+                after = _free(path.parent)
+                space += f" ({_mib(after)} free after removing the partial file)" if after is not None else ""
+        raise _named_error(path, what, cause, space) from err
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):

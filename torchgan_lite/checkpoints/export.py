@@ -1,24 +1,56 @@
-"""Rebuild a generator from a checkpoint: the builder config it recorded, its EMA or trained weights.
+"""Generators out of checkpoints: rebuilt for sampling, or exported as safetensors weights to share.
+
+:func:`load_generator` takes a checkpoint file (the generator it was trained with, its
+EMA weights when saved) or a folder written by :func:`export_generator`. Either way the
+generator is rebuilt from the builder config its checkpoint recorded
+(:func:`torchgan_lite.nets.registry.module_config`); a checkpoint without one (a
+generator no registered builder made) is refused with what to do instead.
+
+An exported folder holds two files, the field's format for shared weights:
+
+- ``model.safetensors``: the weights (``safetensors`` stores raw tensors and a JSON
+  header, so reading it runs no code and needs no pickle);
+- ``config.json``: ``{"format", "torchgan_lite_version", "generator": {"builder", "kwargs"},
+  "weights": {"file", "sha256", "which"}}``.
+
+Loading a folder reads only JSON and safetensors (never ``torch.load`` or pickle) and
+checks the weights' SHA-256 against ``config.json``, so a weights file changed or replaced
+after the export, or a half-finished export, is refused by name. Both files are written
+atomically, the weights first: ``config.json`` commits the export.
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
+import json
 import os
-import re
+import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import safetensors
+import safetensors.torch
 import torch
 from torch import nn
 
+from torchgan_lite.checkpoints.atomic import atomic_open
 from torchgan_lite.checkpoints.format import load_checkpoint
 from torchgan_lite.nets import registry
+from torchgan_lite.utils.checks import check_bool, check_path, describe
 from torchgan_lite.utils.runtime import resolve_device
+from torchgan_lite.utils.version import __version__
 
-__all__ = ["generator_from_checkpoint", "generator_state", "legacy_generator_config", "load_generator"]
+__all__ = [
+    "CONFIG_FILE", "EXPORT_FORMAT", "WEIGHTS_FILE", "export_generator", "generator_from_checkpoint",
+    "generator_state", "load_generator"
+]
 
-_LINEAR_WEIGHT = re.compile(r"^net\.(\d+)\.weight$")  # nn.Sequential Linear weights, (out, in)
+#: The format of an exported folder's ``config.json``.
+EXPORT_FORMAT = "torchgan_lite.generator/1"
+#: The files of an exported folder.
+WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+
 _CUSTOM = "build your generator yourself and load ckpt['generator'] into it"
 
 
@@ -47,104 +79,10 @@ def generator_state(ckpt: Mapping[str, Any], source: str = "checkpoint",
     return dict(state), "generator"
 
 
-def _classes(embed: torch.Tensor) -> dict[str, int]:
-    """``num_classes`` and ``embed_dim`` from a label embedding ``(num_classes, embed_dim)``; the latter only
-    when it is not the builders' default (``num_classes``), so the config reads as the call that made it."""
-    num_classes, embed_dim = int(embed.shape[0]), int(embed.shape[1])
-    return {"num_classes": num_classes} | ({"embed_dim": embed_dim} if embed_dim != num_classes else {})
-
-
-def _dcgan_config(state: Mapping[str, torch.Tensor], latent_dim: int, shape: tuple[int, ...],
-                  source: str) -> registry.Config:
-    from torchgan_lite.nets.dcgan import IMAGE_SIZES
-
-    if len(shape) != 3 or shape[1] != shape[2] or shape[1] not in IMAGE_SIZES:
-        raise ValueError(f"{source}: a DCGAN generator makes (C, S, S) images with S in {sorted(IMAGE_SIZES)}, "
-                         f"but the checkpoint's sample_shape is {shape}")
-    spectral = any(".parametrizations." in k for k in state)
-    norm = "spectral" if spectral else "batch" if any(k.endswith("running_mean") for k in state) else None
-    suffix = "parametrizations.weight.original" if spectral else "weight"
-    convs = sorted((int(k.split(".")[1]), v) for k, v in state.items()
-                   if k.startswith("net.") and k.endswith(suffix) and isinstance(v, torch.Tensor) and v.dim() == 4)
-    if len(convs) < 2:
-        raise ValueError(f"{source}: not a dcgan_generator state (state keys {sorted(state)[:6]}); {_CUSTOM}")
-    embed = state.get("embed.weight", state.get("embed.parametrizations.weight.original"))
-    kwargs = {"latent_dim": latent_dim, "image_size": shape[1], "channels": shape[0],
-              "base_width": int(convs[-1][1].shape[0]),  # the last ConvTranspose2d's weight: (in, out, k, k)
-              "norm": norm}
-    if isinstance(embed, torch.Tensor):
-        kwargs |= _classes(embed)
-    return {"builder": "dcgan_generator", "kwargs": kwargs}
-
-
-def _mlp_config(state: Mapping[str, torch.Tensor], latent_dim: int, shape: tuple[int, ...],
-                source: str) -> registry.Config:
-    layers = sorted((int(m.group(1)), v) for k, v in state.items() if (m := _LINEAR_WEIGHT.match(k)))
-    shapes = [tuple(w.shape) for _, w in layers if isinstance(w, torch.Tensor)]
-    embed = state.get("embed.weight")
-    if not shapes or any(len(s) != 2 for s in shapes) or (embed is not None and embed.dim() != 2):
-        raise ValueError(f"{source}: the generator is not an mlp_generator, conditional_mlp_generator or "
-                         f"dcgan_generator (state keys {sorted(state)[:6]}); {_CUSTOM}")
-    embed_dim = 0 if embed is None else int(embed.shape[1])
-    widths = [shapes[0][1]] + [s[0] for s in shapes]  # latent (+ embedding), hidden..., prod(sample_shape)
-    chained = all(shapes[i][1] == shapes[i - 1][0] for i in range(1, len(shapes)))
-    if not chained or widths[0] != latent_dim + embed_dim or widths[-1] != math.prod(shape):
-        label = f" plus a {embed_dim}-d label embedding" if embed is not None else ""
-        raise ValueError(f"{source}: the generator's Linear shapes {shapes} do not map latent_dim={latent_dim}"
-                         f"{label} to samples of shape {shape}")
-    kwargs: dict[str, Any] = {"latent_dim": latent_dim, "hidden": widths[1:-1], "out_shape": list(shape)}
-    if embed is None:
-        return {"builder": "mlp_generator", "kwargs": kwargs}
-    kwargs |= _classes(embed)
-    return {"builder": "conditional_mlp_generator", "kwargs": kwargs}
-
-
-def legacy_generator_config(ckpt: Mapping[str, Any], source: str = "checkpoint") -> registry.Config:
-    """The builder config of a checkpoint written before configs were saved (format 1), read off its weights.
-
-    A transposed convolution first means :func:`~torchgan_lite.nets.dcgan.dcgan_generator`
-    (norm from the keys, base width from the last layer, classes from ``embed``); a chain
-    of Linear weights means :func:`~torchgan_lite.nets.mlp.mlp_generator`, or
-    :func:`~torchgan_lite.nets.conditional.conditional_mlp_generator` with an ``embed.weight``.
-    ``latent_dim`` and ``sample_shape`` come from ``ckpt["trainer"]``.
-
-    Raises:
-        ValueError: no ``trainer`` entry with ``latent_dim`` and ``sample_shape``, or weights
-            that none of the three generators has (a custom generator).
-    """
-    info = ckpt.get("trainer")
-    if not isinstance(info, Mapping) or "latent_dim" not in info or "sample_shape" not in info:
-        raise ValueError(f"{source}: no 'models' entry saying how the generator was built, and no 'trainer' entry "
-                         f"with latent_dim and sample_shape to rebuild it from its weights; {_CUSTOM}")
-    state = ckpt.get("generator")
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{source}: no generator state dict in the checkpoint (its keys: {sorted(ckpt)[:8]})")
-    latent_dim, shape = int(info["latent_dim"]), tuple(int(s) for s in info["sample_shape"])
-    first = state.get("net.0.weight", state.get("net.0.parametrizations.weight.original"))
-    if isinstance(first, torch.Tensor) and first.dim() == 4:  # a transposed convolution first: a DCGAN
-        return _dcgan_config(state, latent_dim, shape, source)
-    return _mlp_config(state, latent_dim, shape, source)
-
-
-def generator_from_checkpoint(ckpt: Mapping[str, Any], device: torch.device | str = "cpu", use_ema: bool = True,
-                              source: str = "checkpoint") -> nn.Module:
-    """The generator of a loaded checkpoint (see :func:`load_generator`), in eval mode on ``device``.
-
-    Raises:
-        ValueError: the generator cannot be rebuilt, or the weights do not fit it.
-    """
-    dev = resolve_device(device)
-    if not isinstance(use_ema, bool):
-        raise TypeError(f"use_ema must be a bool, got {use_ema!r}")
-    state, which = generator_state(ckpt, source, use_ema)
-    if "models" in ckpt:  # format 2: the builder's own record
-        models = ckpt["models"]
-        config = models.get("generator") if isinstance(models, Mapping) else None
-        if config is None:
-            raise ValueError(f"{source}: its generator was not made by a registered builder (models['generator'] "
-                             f"is None); {_CUSTOM}")
-    else:
-        config = legacy_generator_config(ckpt, source)
+def _rebuild(config: object, state: Mapping[str, torch.Tensor], which: str, source: str) -> nn.Module:
+    """``registry.build(config)`` with ``state`` loaded; ``ValueError`` naming ``source`` when either does not fit."""
+    if not isinstance(config, Mapping):
+        raise ValueError(f"{source}: its builder config must be a dict, got {describe(config)}")
     try:
         generator = registry.build(config)
     except ValueError as err:
@@ -154,6 +92,26 @@ def generator_from_checkpoint(ckpt: Mapping[str, Any], device: torch.device | st
     except RuntimeError as err:
         raise ValueError(f"{source}: the {which} weights do not fit the {config['builder']} it was built with: "
                          f"{str(err).splitlines()[0]}") from err
+    return generator
+
+
+def generator_from_checkpoint(ckpt: Mapping[str, Any], device: torch.device | str = "cpu", use_ema: bool = True,
+                              source: str = "checkpoint") -> nn.Module:
+    """The generator of a loaded checkpoint (see :func:`load_generator`), in eval mode on ``device``.
+
+    Raises:
+        ValueError: the checkpoint records no builder config for its generator, or the weights
+            do not fit the one it records.
+    """
+    dev = resolve_device(device)
+    check_bool("use_ema", use_ema)
+    state, which = generator_state(ckpt, source, use_ema)
+    models = ckpt.get("models")
+    config = models.get("generator") if isinstance(models, Mapping) else None
+    if config is None:
+        raise ValueError(f"{source}: it records no builder config for its generator (models['generator'] is "
+                         f"missing or None: no registered builder made it), so it cannot be rebuilt; {_CUSTOM}")
+    generator = _rebuild(config, state, which, source)
     info = ckpt.get("trainer")
     saved_classes = info.get("num_classes") if isinstance(info, Mapping) else None
     if saved_classes is not None and getattr(generator, "num_classes", None) != saved_classes:
@@ -162,14 +120,16 @@ def generator_from_checkpoint(ckpt: Mapping[str, Any], device: torch.device | st
     return generator.to(dev).eval()
 
 
-def load_generator(path: str | os.PathLike[str], device: torch.device | str = "cpu",
-                   use_ema: bool = True) -> nn.Module:
-    """The generator saved in a torchgan_lite checkpoint, in eval mode on ``device``.
+def load_generator(path: str | os.PathLike[str], device: torch.device | str = "cpu", use_ema: bool = True, *,
+                   allow_nonfinite: bool = False) -> nn.Module:
+    """The generator saved in a torchgan_lite checkpoint or exported folder, in eval mode on ``device``.
 
     Args:
-        path: A checkpoint written by ``GANTrainer.save_checkpoint`` (or ``ModelCheckpoint``).
+        path: A checkpoint written by ``GANTrainer.save_checkpoint`` (or ``ModelCheckpoint``), or a
+            folder written by :func:`export_generator` (read without pickle).
         device: Where to put the generator (``"cpu"``, ``"cuda"``, ``"auto"``...).
         use_ema: Load the EMA weights when the checkpoint has them (False: the trained weights).
+        allow_nonfinite: Load weights holding a NaN or infinity, with a warning (default: refuse).
 
     Returns:
         The generator the run trained (``mlp_generator``, ``conditional_mlp_generator``,
@@ -177,8 +137,122 @@ def load_generator(path: str | os.PathLike[str], device: torch.device | str = "c
         ``num_classes`` and ``config``.
 
     Raises:
-        FileNotFoundError: no such file.
-        ValueError: not a readable torchgan_lite checkpoint, or its generator cannot be rebuilt.
+        FileNotFoundError: no such file, or a folder without ``config.json`` or ``model.safetensors``.
+        ValueError: not a readable torchgan_lite checkpoint or export (the message names the file), one
+            holding a NaN or infinity (named), or a generator that cannot be rebuilt.
     """
-    ckpt = load_checkpoint(path)  # checks the file and its format; weights_only loading
+    path = check_path("path", path)
+    check_bool("use_ema", use_ema)
+    check_bool("allow_nonfinite", allow_nonfinite)
+    if path.is_dir():
+        return _load_export(path, device, use_ema, allow_nonfinite)
+    ckpt = load_checkpoint(path, allow_nonfinite=allow_nonfinite)  # the file, its CRCs, format, finite weights
     return generator_from_checkpoint(ckpt, device, use_ema, f"checkpoint {path}")
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _nonfinite(state: Mapping[str, torch.Tensor]) -> str | None:
+    for key, t in state.items():
+        if t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+            return key
+    return None
+
+
+def export_generator(generator_or_checkpoint_path: nn.Module | str | os.PathLike[str],
+                     folder: str | os.PathLike[str], *, use_ema: bool = True) -> Path:
+    """Write a generator's weights as ``folder/model.safetensors`` and its builder config as ``folder/config.json``.
+
+    Args:
+        generator_or_checkpoint_path: A generator made by a registered builder (its own weights;
+            for an EMA's, pass ``GeneratorEMA.generator``), or a checkpoint file (its EMA weights
+            when it has them and ``use_ema``, else the trained ones).
+        folder: Where to write the two files (created; an earlier export there is replaced).
+        use_ema: For a checkpoint: prefer its EMA weights.
+
+    Returns:
+        ``folder`` as a ``Path``; :func:`load_generator` rebuilds the generator from it.
+
+    Raises:
+        TypeError: an argument of the wrong type, named.
+        ValueError: a generator with no recorded builder config (no registered builder made it),
+            weights holding a NaN or infinity, ``folder`` an existing file, or a checkpoint that
+            cannot be read (named).
+        OSError: a file could not be written (named, with the cause).
+    """
+    folder = check_path("folder", folder)
+    check_bool("use_ema", use_ema)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"folder {folder} is a file; give the folder to export into")
+    if isinstance(generator_or_checkpoint_path, nn.Module):
+        generator, which = generator_or_checkpoint_path, "module"
+        source = f"generator {type(generator).__name__}"
+    elif isinstance(generator_or_checkpoint_path, (str, os.PathLike)):
+        path = check_path("generator_or_checkpoint_path", generator_or_checkpoint_path)
+        ckpt = load_checkpoint(path)
+        source = f"checkpoint {path}"
+        generator = generator_from_checkpoint(ckpt, "cpu", use_ema, source)
+        which = generator_state(ckpt, source, use_ema)[1]
+    else:
+        raise TypeError("generator_or_checkpoint_path must be an nn.Module or a checkpoint path (str or "
+                        f"os.PathLike), got {describe(generator_or_checkpoint_path)}")
+    config = registry.module_config(generator)
+    if config is None:
+        raise ValueError(f"{source} records no builder config (no registered builder made it, so module_config() "
+                         "is None): an export could not be rebuilt; build it with a registered builder "
+                         "(torchgan_lite.register_builder), or save its state_dict() yourself")
+    # Contiguous CPU copies: safetensors refuses views and tensors sharing storage.
+    state = {k: v.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+             for k, v in generator.state_dict().items()}
+    bad = _nonfinite(state)
+    if bad is not None:
+        raise ValueError(f"{source}: its weight {bad!r} holds a NaN or infinity; not exporting it")
+    data = safetensors.torch.save(state, metadata={"format": EXPORT_FORMAT})
+    record = {"format": EXPORT_FORMAT, "torchgan_lite_version": __version__, "generator": config,
+              "weights": {"file": WEIGHTS_FILE, "sha256": hashlib.sha256(data).hexdigest(), "which": which}}
+    with atomic_open(folder / WEIGHTS_FILE, "wb", what="export the weights") as f:
+        f.write(data)
+    with atomic_open(folder / CONFIG_FILE, "w", what="export the config") as f:
+        f.write(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
+def _load_export(folder: Path, device: torch.device | str, use_ema: bool, allow_nonfinite: bool) -> nn.Module:
+    """The generator of an exported folder, from JSON and safetensors only (no pickle)."""
+    dev = resolve_device(device)
+    config_file, weights_file = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    for needed in (config_file, weights_file):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{needed} does not exist: a folder given to load_generator must hold the "
+                                    f"{CONFIG_FILE} and {WEIGHTS_FILE} that export_generator writes (for a "
+                                    "checkpoint, give its file)")
+    try:
+        record = json.loads(config_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{config_file} is not valid JSON ({err}); it was damaged or edited after the export") from err
+    weights = record.get("weights") if isinstance(record, dict) else None
+    if not isinstance(record, dict) or record.get("format") != EXPORT_FORMAT or not isinstance(weights, dict) \
+            or not isinstance(weights.get("sha256"), str) or "generator" not in record:
+        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise ValueError(f"{config_file} is not a torchgan_lite export (format {found!r}, expected "
+                         f"{EXPORT_FORMAT!r}, with 'generator' and 'weights'['sha256'])")
+    if weights.get("which") == "ema" and not use_ema:
+        raise ValueError(f"{folder} holds the EMA weights only (use_ema=False asks for the trained ones): export "
+                         "them with export_generator(checkpoint, folder, use_ema=False)")
+    data = weights_file.read_bytes()
+    if hashlib.sha256(data).hexdigest() != weights["sha256"]:
+        raise ValueError(f"{weights_file} does not match the SHA-256 that {config_file.name} records: it was "
+                         "changed or replaced after the export (or the export was interrupted); export again")
+    try:
+        state = safetensors.torch.load(data)
+    except (safetensors.SafetensorError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{weights_file} cannot be read as safetensors: {err}") from err
+    bad = _nonfinite(state)
+    if bad is not None:
+        message = f"{weights_file}: its weight {bad!r} holds a NaN or infinity"
+        if not allow_nonfinite:
+            raise ValueError(f"{message}; pass allow_nonfinite=True to load it anyway")
+        warnings.warn(f"{message}; loading it because allow_nonfinite=True", RuntimeWarning, stacklevel=3)
+    generator = _rebuild(record["generator"], state, str(weights.get("which", "exported")), str(config_file))
+    return generator.to(dev).eval()

@@ -1,4 +1,4 @@
-"""The checkpoint file format: atomic write, checksums, safe load, rotation.
+"""The checkpoint file format: atomic write, safe and checked load, kept copies, discovery.
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it
 loads with ``torch.load(weights_only=True)``: no code from the file is ever run.
@@ -11,19 +11,22 @@ composes it); this module imports nothing from the trainer.
 Writing goes through :func:`torchgan_lite.checkpoints.atomic.atomic_open`: a temporary file in
 the same folder (permissions from the umask), flushed and fsync'ed, renamed over
 the target with ``os.replace``. A process killed at any moment leaves either the old
-file or the new one, never a torn one. With ``keep_last=K`` the previous K files are
-kept as ``NAME.1`` (newest) ... ``NAME.K``: after the new file is durable, each older
-name is replaced by a hard link to (or a copy of) its newer neighbour, oldest first,
-then the new file is renamed over ``NAME``. So ``NAME`` never disappears once
-written, and a kill at any point leaves the kept copies without a hole (at worst one
-duplicate, which the next save shifts out). :func:`latest_checkpoint` finds the
-newest copy that verifies.
+file or the new one, never a torn one. With ``keep_last=K`` the file also gets a
+step-numbered name and the K older steps are kept beside it
+(:mod:`torchgan_lite.checkpoints.rotation`); :func:`latest_checkpoint` finds the newest
+one that loads.
 
-Every file carries CRC-32 checksums of each tensor and of the rest of its content,
-checked on loading; a file without them is refused. ``torch.load`` checks none of
-the zip CRCs ``torch.save`` writes, so without ours a flipped bit in the weights would
-load as a silently different model. Temporary files left by a killed writer
-(``.NAME.HOST-PID.XXXX.tmp``) are removed by the next save on that host.
+Damage is found with the CRC-32 that ``torch.save``'s zip format stores for every record
+(each tensor's storage, the pickled structure): ``torch.load`` checks none of them, so
+:func:`load_checkpoint` has ``zipfile`` check them all first (``ZipFile.testzip``) and
+refuses a file whose bytes changed after it was written, naming the damaged record. A
+file edited and saved again by ``torch.save`` has fresh CRCs, and is as trusted as any
+file torch writes: the CRCs catch damage, not deliberate edits.
+
+Loading also refuses a file in which a tensor (weights, optimizer state, a registered
+state such as an EMA) holds a NaN or infinity, naming the first such tensor (the trainer
+never saves one, so another tool or a bug wrote it); ``allow_nonfinite=True`` loads it
+with a warning.
 
 A truncated, corrupted or foreign file raises ``ValueError`` naming the file and the
 reason (for a pickle that weights-only loading refuses, torch's own reason, such as
@@ -33,33 +36,39 @@ tests that show them.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
-import zlib
+import warnings
+import zipfile
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from torchgan_lite.checkpoints.atomic import atomic_open, fsync_dir, link_or_copy, remove_stale_temporaries
+from torchgan_lite.checkpoints.atomic import atomic_open, describe_os_error
+from torchgan_lite.checkpoints.rotation import numbered_copies, parse_numbered, rotate
+from torchgan_lite.utils.checks import check_bool, check_path, describe
 from torchgan_lite.utils.runtime import resolve_device
 
 __all__ = [
-    "FORMAT", "FORMATS", "check_keep_last", "latest_checkpoint", "load_checkpoint", "sanitize_for_save",
-    "save_checkpoint", "verify_checksums"
+    "FORMAT", "check_keep_last", "first_nonfinite", "latest_checkpoint", "load_checkpoint", "sanitize_for_save",
+    "save_checkpoint"
 ]
 
 FORMAT = "torchgan_lite.checkpoint/2"  # 2: the step owns its state (docs/architecture.md)
-#: Every format :func:`load_checkpoint` reads (older ones are converted by whoever reads their content).
-FORMATS = frozenset({"torchgan_lite.checkpoint/1", "torchgan_lite.checkpoint/2", FORMAT})
+_FORMAT_1 = "torchgan_lite.checkpoint/1"  # before the step redesign: no longer read
 
 # Types that torch.load(weights_only=True) rebuilds by default (torch/_weights_only_unpickler.py).
 _PLAIN = (str, bytes, bytearray, int, float, bool, complex, type(None), torch.dtype, torch.device, torch.Size)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_DOS_FOLDER = 0x10  # the folder bit of a zip entry's external attributes (MS-DOS attribute byte)
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- writing
@@ -97,116 +106,74 @@ def sanitize_for_save(obj: Any, where: str = "checkpoint") -> Any:
                     "numbers, strings, None, and lists/tuples/dicts/sets of them")
 
 
-def _walk(obj: Any, where: str) -> Iterator[tuple[str, Any]]:
-    """``(where, leaf)`` for every leaf of a sanitized payload, in a fixed order (sets sorted by repr)."""
-    if isinstance(obj, dict):
-        yield where, f"{type(obj).__name__}:{len(obj)}"
-        for key, value in obj.items():
-            yield from _walk(value, f"{where}[{key!r}]")
-    elif isinstance(obj, (list, tuple)):
-        yield where, f"{type(obj).__name__}:{len(obj)}"
-        for i, value in enumerate(obj):
-            yield from _walk(value, f"{where}[{i}]")
-    elif isinstance(obj, set):
-        yield where, f"set:{sorted(repr(v) for v in obj)}"
-    else:
-        yield where, obj
 
 
-def _tensor_crc(t: torch.Tensor) -> int:
-    if t.layout != torch.strided:
-        t = t.to_dense()
-    flat = t.detach().cpu().contiguous().reshape(-1)
-    header = f"{t.dtype}{tuple(t.shape)}".encode()
-    data = cast(Any, flat.view(torch.uint8).numpy())  # a buffer (numpy's stubs do not say so)
-    return zlib.crc32(data, zlib.crc32(header)) if flat.numel() else zlib.crc32(header)
+@contextlib.contextmanager
+def _zip_crcs() -> Iterator[None]:
+    """``torch.save`` with a CRC-32 for every record, whatever ``torch.serialization.set_crc32_options`` says
+    (loading checks them)."""
+    get = getattr(torch.serialization, "get_crc32_options", None)  # torch >= 2.6; before it, always computed
+    if get is None or get():
+        yield
+        return
+    torch.serialization.set_crc32_options(True)
+    try:
+        yield
+    finally:
+        torch.serialization.set_crc32_options(False)
 
 
-def _checksums(payload: dict[str, Any]) -> dict[str, Any]:
-    """CRC-32 of every tensor (by its place in the payload) and of all the other content together."""
-    tensors: dict[str, int] = {}
-    rest = 0
-    for where, leaf in _walk({k: v for k, v in payload.items() if k != "checksums"}, "checkpoint"):
-        if isinstance(leaf, torch.Tensor):
-            tensors[where] = _tensor_crc(leaf)
-            leaf = "tensor"
-        rest = zlib.crc32(f"{where}={type(leaf).__name__}:{leaf!r};".encode(), rest)
-    return {"tensors": tensors, "rest": rest}
+def _step_of(obj: Mapping[str, Any], step: object) -> int:
+    """The step that numbers a kept copy: ``step``, else the trainer's (``obj["trainer"]["step"]``)."""
+    if step is None:
+        trainer = obj.get("trainer")
+        step = trainer.get("step") if isinstance(trainer, Mapping) else None
+        if step is None:
+            raise ValueError("step must be given with keep_last: the kept copies are named by their step, and obj "
+                             "has no trainer step (obj['trainer']['step'])")
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise TypeError(f"step must be None or an int >= 0, got {describe(step)}")
+    if step < 0:
+        raise ValueError(f"step must be None or an int >= 0, got {step}")
+    return step
 
 
-def verify_checksums(ckpt: dict[str, Any], source: str) -> None:
-    """Raise ``ValueError`` naming ``source`` and the damaged entry if ``ckpt`` fails its stored checksums.
-
-    The checksums are mandatory: every file :func:`save_checkpoint` writes carries them, so a
-    file without them was written or edited by something else (``torch.save`` of an edited
-    checkpoint drops nothing, but a hand-built dict has none) and is refused.
-    ``torch.load`` itself checks none of the CRC-32s of the zip records ``torch.save`` writes
-    (measured on torch 2.14: a flipped weight byte, or an edited number in ``data.pkl``, loads
-    silently), and a file re-saved after an edit gets fresh zip CRCs, so these checksums are ours.
-    """
-    if not isinstance(ckpt, dict):
-        raise TypeError(f"ckpt must be a checkpoint dict, got {type(ckpt).__name__}")
-    saved = ckpt.get("checksums")
-    if saved is None:
-        raise ValueError(f"checkpoint {source} has no checksums: every file torchgan_lite writes carries them, so "
-                         "this one was written or edited by something else, and is refused rather than trusted")
-    if not isinstance(saved, dict) or not isinstance(saved.get("tensors"), dict) or type(saved.get("rest")) is not int:
-        raise ValueError(f"checkpoint {source} is corrupted: its checksum entry is malformed")
-    now = _checksums(ckpt)
-    for where, crc in now["tensors"].items():
-        if saved["tensors"].get(where) != crc:
-            raise ValueError(f"checkpoint {source} is corrupted: tensor {where} does not match its checksum "
-                             "(the file was damaged after it was written)")
-    if set(saved["tensors"]) != set(now["tensors"]) or saved["rest"] != now["rest"]:
-        raise ValueError(f"checkpoint {source} is corrupted: its non-tensor content (progress, history, settings) "
-                         "does not match its checksum (the file was damaged after it was written)")
-
-
-def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str], keep_last: int | None = None) -> Path:
-    """Write ``obj`` to ``path`` atomically; optionally keep ``keep_last`` older copies.
-
-    The new file is written and fsync'ed first; only then do the older copies shift
-    (:func:`_shift_copies`), and the new file is renamed over ``path`` last. A kill at any
-    moment leaves ``path`` (once it was ever written) and an unbroken run
-    ``path.1 ... path.M`` in which no name holds a newer file than a lower number.
+def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str], keep_last: int | None = None, *,
+                    step: int | None = None) -> Path:
+    """Write ``obj`` to ``path`` atomically; with ``keep_last``, keep step-numbered copies beside it.
 
     Args:
         obj: A dict of tensors and plain Python values (checked with :func:`sanitize_for_save`
             before anything is written).
         path: Target file; its folder is created.
-        keep_last: None or 0: only ``path``. K: also ``path.1`` ... ``path.K``, newest first.
+        keep_last: None or 0: only ``path`` (numbered files already there are left alone). K: ``path``
+            is also kept as ``STEM-000001200.SUFFIX`` (a hard link, or a copy), and the numbered files
+            of the K + 1 newest steps up to this one stay; older ones, and any from later steps
+            (a continuation abandoned by resuming an earlier checkpoint), are removed.
+        step: The step that numbers the kept copy (default ``obj["trainer"]["step"]``); only used
+            with ``keep_last``.
 
     Returns:
         ``path`` as a ``Path``.
 
     Raises:
-        TypeError: ``obj`` holds something ``torch.load(weights_only=True)`` could not
-            load; nothing is written.
+        TypeError, ValueError: a bad argument, named; or ``obj`` holds something
+            ``torch.load(weights_only=True)`` could not load. Nothing is written.
         OSError: the write failed (a full disk, no permission); the message names ``path``
             and the cause, the previous checkpoint files are unchanged and no temporary is left.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    if isinstance(path, str) and not path.strip():
-        raise ValueError(f"path must be a non-empty file path, got {path!r}")
+    path = check_path("path", path)
     keep = check_keep_last(keep_last)
     if not isinstance(obj, dict):
         raise TypeError(f"obj must be a dict, got {type(obj).__name__}")
-    path = Path(path)
     if path.is_dir():
         raise ValueError(f"path {path} is a folder; give the checkpoint file's path")
+    number = _step_of(obj, step) if keep else None
     payload = sanitize_for_save({"format": FORMAT, **obj})
-    payload["checksums"] = _checksums(payload)
-    for i in range(1, min(keep, _copies(path, keep) + 1) + 1):
-        remove_stale_temporaries(_copy_name(path, i))  # staged copies of a rotation a kill interrupted
-
-    def rotate() -> None:
-        if keep and path.exists():
-            _shift_copies(path, keep)
-            fsync_dir(path.parent)
-
-    with atomic_open(path, "wb", before_replace=rotate, what="save the checkpoint") as f:
+    with _zip_crcs(), atomic_open(path, "wb", what="save the checkpoint") as f:
         torch.save(payload, f)
+    if number is not None:
+        rotate(path, number, keep)
     return path
 
 
@@ -215,116 +182,165 @@ def check_keep_last(keep_last: object) -> int:
     if keep_last is None:
         return 0
     if isinstance(keep_last, bool) or not isinstance(keep_last, int):
-        kind = f"the class {keep_last.__qualname__}" if isinstance(keep_last, type) else repr(keep_last)
-        raise TypeError(f"keep_last must be None or an int >= 0, got {kind}")
+        raise TypeError(f"keep_last must be None or an int >= 0, got {describe(keep_last)}")
     if keep_last < 0:
         raise ValueError(f"keep_last must be None or an int >= 0, got {keep_last!r}")
     return keep_last
 
 
-def _copy_name(path: Path, i: int) -> Path:
-    return path.with_name(f"{path.name}.{i}")
+# --------------------------------------------------------------------------- discovery
 
 
-def _shift_copies(path: Path, keep: int) -> None:
-    """Copy down from the oldest: ``NAME.(K-1) -> NAME.K``, ..., ``NAME.1 -> NAME.2``, ``NAME -> NAME.1``.
-
-    Each move replaces one name, atomically, with a hard link to (or a durable copy of)
-    its newer neighbour, which stays in place. A kill between two moves therefore leaves
-    a duplicate (``NAME.i`` equal to ``NAME.(i+1)``), never a missing name; the next
-    save shifts the duplicate out. (Renaming ``NAME.1`` away first, as a plain shift
-    does, leaves a hole at ``NAME.1`` until the next save.)
-    """
-    for i in range(min(keep - 1, _copies(path, keep)), -1, -1):  # as many moves as there are files, not keep
-        newer = path if i == 0 else _copy_name(path, i)
-        if newer.exists():
-            link_or_copy(newer, _copy_name(path, i + 1))
-
-
-def _copies(path: Path, keep: int) -> int:
-    """How many of ``NAME.1``, ``NAME.2``, ... exist without a gap (at most ``keep``)."""
-    n = 0
-    while n < keep and _copy_name(path, n + 1).exists():
-        n += 1
-    return n
+def _saved_step(ckpt: Mapping[str, Any]) -> int:
+    trainer = ckpt.get("trainer")
+    step = trainer.get("step") if isinstance(trainer, Mapping) else None
+    return step if type(step) is int else -1
 
 
 def latest_checkpoint(folder_or_path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Path | None:
-    """The newest checkpoint that loads and passes its checksums, or None when there is none.
+    """The newest checkpoint that loads (:func:`load_checkpoint` refuses nothing in it), or None.
+
+    Newest means the highest step: a step-numbered file (``checkpoint-000001200.pt``) by
+    the number in its name, any other file by the step it records (``ckpt["trainer"]["step"]``).
+    A file ``NAME`` stands for its own numbered copies: it is always the last one written,
+    so they count only when ``NAME`` does not load (a torn or damaged file). Modification
+    times are never used. A candidate that does not load is logged and passed over.
 
     Args:
-        folder_or_path: A checkpoint path ``NAME``: the first of ``NAME``, ``NAME.1``,
-            ``NAME.2``... that verifies (the rotation keeps them newest first). A folder:
-            among every file in it (temporaries excluded) that verifies, the one written
-            last (modification time, which rotation preserves; ``NAME.i`` before
-            ``NAME.(i+1)`` on a tie).
+        folder_or_path: A checkpoint path ``NAME``: ``NAME`` if it loads, else the newest of its
+            numbered copies that does. A folder: among every file in it (hidden ones excluded),
+            the one with the highest step that loads; on a tie, a file not numbered, then by name.
         map_location: Passed to :func:`load_checkpoint` while verifying.
 
     Raises:
         TypeError, ValueError: ``folder_or_path`` is not a str or os.PathLike, or ``map_location``
             is not one :func:`load_checkpoint` takes.
     """
-    if not isinstance(folder_or_path, (str, os.PathLike)):
-        raise TypeError(f"folder_or_path must be a str or os.PathLike, got {type(folder_or_path).__name__}")
-    if isinstance(folder_or_path, str) and not folder_or_path.strip():
-        raise ValueError(f"folder_or_path must name a folder or a checkpoint file, got {folder_or_path!r}")
+    target = check_path("folder_or_path", folder_or_path)
     map_location = _check_map_location(map_location)  # here: a bad one would make every candidate look damaged
-    target = Path(folder_or_path)
+    heads: list[Path] = []  # files not numbered, ranked by the step they record (so they are loaded first)
+    numbered: list[tuple[int, Path]] = []  # step-numbered files, ranked by the step in their name
     if target.is_dir():
-        folder, base = target, None
-    else:
-        folder, base = target.parent, target.name
-    try:
-        entries = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()]
-    except OSError:
-        return None
-    ranked: list[tuple[int, int, str, Path]] = []
-    for p in entries:
-        stem, _, number = p.name.rpartition(".")
-        index = int(number) if number.isdigit() and stem else 0
-        if base is not None:
-            if p.name == base:
-                ranked.append((0, 0, "", p))
-            elif stem == base and number.isdigit():
-                ranked.append((0, int(number), "", p))
-            continue
         try:
-            mtime = p.stat().st_mtime_ns
+            files = sorted(p for p in target.iterdir() if not p.name.startswith(".") and p.is_file())
         except OSError:
-            continue
-        ranked.append((-mtime, index, p.name, p))
-    for *_, p in sorted(ranked):
+            return None
+        for p in files:
+            parsed = parse_numbered(p.name)
+            if parsed is None:
+                heads.append(p)
+            else:
+                numbered.append((parsed[1], p))
+    else:
+        heads = [target] if target.is_file() else []
+        numbered = numbered_copies(target)
+
+    def loads(p: Path) -> bool:
         try:
-            load_checkpoint(p, map_location=map_location)
-        except (OSError, ValueError):
-            continue
-        return p
+            ranked_steps[p] = _saved_step(load_checkpoint(p, map_location=map_location))
+        except (OSError, ValueError) as err:
+            log.warning("passing over %s: %s", p, err)
+            return False
+        return True
+
+    ranked_steps: dict[Path, int] = {}
+    good_heads = {p.name for p in heads if loads(p)}
+    ranked = [(-ranked_steps[p], 0, p.name, p) for p in heads if p.name in good_heads]
+    for number, p in numbered:
+        parsed = parse_numbered(p.name)
+        if parsed is not None and parsed[0] not in good_heads:  # a head that loads stands for its own copies
+            ranked.append((-number, 1, p.name, p))
+    for _, is_copy, _, p in sorted(ranked):
+        if not is_copy or loads(p):
+            return p
     return None
 
 
 # --------------------------------------------------------------------------- reading
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)``, check its format and its checksums.
+def first_nonfinite(ckpt: Mapping[str, Any]) -> str | None:
+    """The key path of the first floating tensor holding NaN or infinity in a checkpoint, or None.
+
+    Every tensor counts: both networks, the step (optimizer, regularizer and augmentation
+    state), registered extras such as an EMA, the epoch's running sums. Plain numbers
+    (metrics, hyper-parameters) may be NaN by design and are not looked at. The key path
+    reads as the dict it came from: ``step['d_optimizer']['state'][0]['exp_avg_sq']``.
+    """
+    def walk(obj: Any, where: str) -> str | None:
+        if isinstance(obj, torch.Tensor):
+            if obj.is_floating_point() and obj.numel() and not bool(torch.isfinite(obj).all()):
+                return where
+            return None
+        items = obj.items() if isinstance(obj, Mapping) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+        for key, value in items:
+            found = walk(value, f"{where}[{key!r}]")
+            if found:
+                return found
+        return None
+
+    for key, value in ckpt.items():
+        found = walk(value, str(key))
+        if found:
+            return found
+    return None
+
+
+def _check_zip_crcs(path: Path, size: int) -> None:
+    """Refuse ``path`` if a record of its zip archive fails its CRC-32 (``torch.load`` checks none of them)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return  # not a zip at all: torch.load says what it is instead (truncated, legacy format, a pickle...)
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            sized = [info for info in infos if info.file_size]
+            no_crcs = bool(sized) and all(info.CRC == 0 for info in sized)
+            # torch's reader (miniz) skips an entry flagged as a folder and hands back uninitialised memory for
+            # it; zipfile reads it as a file. torch.save writes no folders, so such a flag is damage.
+            folder = next((info.filename for info in infos if info.external_attr & _DOS_FOLDER), None)
+            bad = None if no_crcs or folder else archive.testzip()
+    except OSError as err:
+        raise ValueError(f"checkpoint {path} cannot be read: {describe_os_error(err)}") from err
+    except Exception as err:  # zipfile on damaged metadata: BadZipFile, EOFError, RuntimeError ("encrypted")...
+        raise ValueError(f"checkpoint {path} ({size} bytes) is corrupted: its zip structure is damaged "
+                         f"({type(err).__name__}: {err})") from err
+    if folder is not None:
+        raise ValueError(f"checkpoint {path} is corrupted: record {folder!r} is flagged as a folder in the zip "
+                         "directory: the file was damaged after it was written")
+    if no_crcs:
+        raise ValueError(f"checkpoint {path} was written without CRC-32s (torch.serialization.set_crc32_options("
+                         "False)), so damage to it could not be detected; torchgan_lite always writes them. If you "
+                         "trust it, torch.load it and save it again with save_checkpoint")
+    if bad is not None:
+        what = "the pickled structure (progress, settings, tensor layout)" if bad.endswith("data.pkl") \
+            else "a tensor's storage" if "/data/" in bad else "a record"
+        raise ValueError(f"checkpoint {path} is corrupted: record {bad!r}, {what}, fails its CRC-32 check: the "
+                         "file was damaged after it was written")
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu", *,
+                    allow_nonfinite: bool = False) -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)`` after checking its zip CRCs; check its format.
 
     Args:
         path: The checkpoint file.
         map_location: As for ``torch.load``: a device (str or ``torch.device``), a dict mapping
             saved locations to new ones, or a function ``(storage, location) -> storage``.
+        allow_nonfinite: Load a checkpoint whose trained state holds a NaN or infinity, with a
+            ``RuntimeWarning`` naming the tensor (default: refuse it).
 
     Raises:
-        TypeError: ``path`` is not a str or os.PathLike, or ``map_location`` none of the above.
+        TypeError: ``path`` is not a str or os.PathLike, ``map_location`` none of the above, or
+            ``allow_nonfinite`` not a bool.
         FileNotFoundError: no such file.
         ValueError: a folder, an empty, truncated, corrupted or foreign file, one holding
             Python objects that weights_only loading refuses (the message gives torch's
-            reason, e.g. "module posix is blocked"), one without checksums, or one whose
-            content fails them (the message names the file, and the damaged tensor when it is one).
+            reason, e.g. "module posix is blocked"), one of format 1, or one whose weights,
+            optimizer or registered state holds a NaN or infinity (the message names the tensor).
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+    path = check_path("path", path)
     map_location = _check_map_location(map_location)
-    path = Path(path)
+    check_bool("allow_nonfinite", allow_nonfinite)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if not path.is_file():
@@ -332,15 +348,29 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     size = path.stat().st_size
     if size == 0:
         raise ValueError(f"checkpoint {path} is empty (0 bytes): not a torchgan_lite checkpoint")
+    _check_zip_crcs(path, size)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
         raise ValueError(f"checkpoint {path} ({size} bytes) cannot be read: {_describe_load_error(err)}") from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") not in FORMATS:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+    found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+    if found == _FORMAT_1:
+        raise ValueError(f"checkpoint {path} is in format {_FORMAT_1!r} (written before the step redesign), which "
+                         f"this version no longer reads (it reads {FORMAT!r}): resume it once with an earlier "
+                         "torchgan_lite, whose save writes the current format, or build the networks yourself and "
+                         "load ckpt['generator'] and ckpt['discriminator'] into them")
+    if found != FORMAT:
         raise ValueError(f"checkpoint {path} is not a torchgan_lite checkpoint (format {found!r}, "
                          f"expected {FORMAT!r})")
-    verify_checksums(ckpt, str(path))
+    ckpt.pop("checksums", None)  # written by 0.1.0 before the zip CRCs were checked instead; nothing reads it
+    bad = first_nonfinite(ckpt)
+    if bad is not None:
+        message = (f"checkpoint {path} holds a NaN or infinity in {bad}: torchgan_lite never saves one, so another "
+                   "tool or a bug wrote it, and training or sampling from it gives NaN")
+        if not allow_nonfinite:
+            raise ValueError(f"{message}; go back to an earlier checkpoint, or pass allow_nonfinite=True to load it "
+                             "anyway")
+        warnings.warn(f"{message}; loading it because allow_nonfinite=True", RuntimeWarning, stacklevel=2)
     return ckpt
 
 

@@ -15,10 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchgan_lite.checkpoints.format import first_nonfinite
+
 __all__ = [
     "Restored", "check_module_state", "check_optimizer_state", "check_progress_entry", "check_settings",
-    "check_step_state", "config_differences", "first_nonfinite", "hand_position", "migrate", "refuse_nonfinite",
-    "restore"
+    "check_step_state", "config_differences", "hand_position", "refuse_nonfinite", "restore"
 ]
 
 #: Optimizer options that choose an implementation, not the arithmetic: never compared on resume.
@@ -107,25 +108,6 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: s
     return out
 
 
-def migrate(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """A format-1 checkpoint (before the step redesign) in the format-2 layout; format 2 unchanged."""
-    if "step" in ckpt or "g_optimizer" not in ckpt:
-        return ckpt
-    out = {k: v for k, v in ckpt.items() if k not in ("g_optimizer", "d_optimizer", "regularizers")}
-    entry = ckpt.get("trainer")
-    tr: dict[str, Any] = entry if isinstance(entry, dict) else {}
-    out["step"] = {
-        "g_optimizer": ckpt["g_optimizer"],
-        "d_optimizer": ckpt["d_optimizer"],
-        "regularizers": ckpt.get("regularizers", []),
-        "augment": None,
-        "config": {"g_optimizer": {"type": tr.get("g_optimizer_type")},
-                   "d_optimizer": {"type": tr.get("d_optimizer_type")}},
-    }
-    out.setdefault("models", {"generator": None, "discriminator": None})
-    return out
-
-
 def check_progress_entry(source: str, tr: dict[str, Any], latent_dim: int, num_classes: int | None,
                          sample_shape: tuple[int, ...]) -> None:
     """The trainer entry's sizes must match this trainer's models."""
@@ -165,7 +147,7 @@ def check_settings(source: str, saved: object, current: dict[str, Any], loader: 
     """
     diffs_opt: list[str] = []
     diffs_run: list[str] = []
-    if isinstance(saved, dict) and "loss" in saved:  # format 1 saved no settings
+    if isinstance(saved, dict) and "loss" in saved:  # a hand-built step entry may hold no settings
         for line in config_differences(_without_implementation_keys(saved), _without_implementation_keys(current)):
             (diffs_opt if line.startswith(("g_optimizer", "d_optimizer")) else diffs_run).append(line)
     if isinstance(loader, dict) and data is not None:
@@ -187,40 +169,12 @@ def check_settings(source: str, saved: object, current: dict[str, Any], loader: 
         raise ValueError(f"{source}: cannot resume: " + "; and ".join(problems))
 
 
-def first_nonfinite(state: dict[str, Any]) -> str | None:
-    """The name of the first floating tensor holding NaN or infinity in a trainer ``state_dict``, or None.
-
-    Looks at what a resumed run would train from: both networks, the step (optimizer
-    state, regularizer and augmentation state) and registered extras such as an EMA.
-    """
-    def walk(obj: Any, where: str) -> str | None:
-        if isinstance(obj, torch.Tensor):
-            if obj.is_floating_point() and obj.numel() and not bool(torch.isfinite(obj).all()):
-                return where
-            return None
-        if isinstance(obj, float):
-            return None  # plain numbers (metrics, hyper-parameters) may be nan by design
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                found = walk(v, f"{where}[{k!r}]")
-                if found:
-                    return found
-        elif isinstance(obj, (list, tuple)):
-            for i, v in enumerate(obj):
-                found = walk(v, f"{where}[{i}]")
-                if found:
-                    return found
-        return None
-
-    for key in ("generator", "discriminator", "step", "extra"):
-        found = walk(state.get(key), key)
-        if found:
-            return found
-    return None
-
-
 def refuse_nonfinite(state: dict[str, Any], path: object, step: int) -> None:
-    """Raise ``NonFiniteLossError`` naming the tensor if ``state`` holds a NaN or infinity."""
+    """Raise ``NonFiniteLossError`` naming the tensor if ``state`` holds a NaN or infinity.
+
+    The same check as loading's (:func:`torchgan_lite.checkpoints.format.first_nonfinite`), so a file
+    this refuses to write is one loading would refuse.
+    """
     from torchgan_lite.training.state import NonFiniteLossError
 
     bad = first_nonfinite(state)
@@ -252,7 +206,6 @@ def restore(ckpt: dict[str, Any], source: str, *, gan_step: Any, state: Any, reg
         raise ValueError(f"hyperparameters must be 'check', 'saved' or 'current', got {hyperparameters!r}")
     if not isinstance(ckpt, dict):
         raise ValueError(f"{source}: expected a checkpoint dict, got {type(ckpt).__name__}")
-    ckpt = migrate(ckpt)
     for key in ("generator", "discriminator", "step", "trainer", "rng"):
         if key not in ckpt:
             raise ValueError(f"{source}: not a torchgan_lite checkpoint (no '{key}' entry)")
