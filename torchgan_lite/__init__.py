@@ -229,7 +229,7 @@ from torchgan_lite.training.step import (
 )
 from torchgan_lite.training.trainer import GANTrainer
 from torchgan_lite.utils.paths import CACHE_ENV_VAR, cache_dir
-from torchgan_lite.utils.runtime import resolve_device, seed_everything
+from torchgan_lite.utils.runtime import cpu_bf16_instructions, fast_autocast, resolve_device, seed_everything
 from torchgan_lite.utils.version import __version__
 
 __all__ = [
@@ -348,6 +348,7 @@ __all__ = [
     "classifier_score",
     "conditional_mlp_discriminator",
     "conditional_mlp_generator",
+    "cpu_bf16_instructions",
     "dcgan_discriminator",
     "dcgan_generator",
     "default_adam",
@@ -358,6 +359,7 @@ __all__ = [
     "evaluate_mnist",
     "export_generator",
     "extract",
+    "fast_autocast",
     "feature_statistics",
     "fetch_command",
     "fidelity_extractor_name",
