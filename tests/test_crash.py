@@ -27,7 +27,7 @@ from .resume_child import single_thread
 
 CHILD = Path(__file__).resolve().parent / "crash_child.py"
 RANDOM_TRIALS = 6
-KILLED_SAVE = 3  # the first save with a full rotation behind it (keep_last=2)
+KILLED_SAVE = 4  # the first save that prunes a numbered file (keep_last=2 keeps 3)
 
 
 def _run(root: Path, trials: list[dict]) -> list[dict]:
