@@ -97,7 +97,7 @@ def test_ctrl_c_finishes_the_step_then_saves_a_resumable_checkpoint(tiny_trainer
 def test_no_checkpoint_from_the_middle_of_a_step(tiny_trainer, tiny_data, tmp_path):
     path = tmp_path / "ckpt.pt"
     ModelCheckpoint(path, every=100).attach(tiny_trainer)
-    inner = tiny_trainer.loss
+    inner = tiny_trainer.gan_step.loss
 
     class InterruptInGeneratorLoss:
         def discriminator_loss(self, r, f):

@@ -20,9 +20,10 @@ import torch
 from torch import nn
 
 import torchgan_lite
-from torchgan_lite.checkpoints import atomic, export
+from torchgan_lite.checkpoints import export
 from torchgan_lite.checkpoints.format import save_checkpoint
 from torchgan_lite.nets import registry
+from torchgan_lite.utils import atomic
 
 GENERATORS: list[tuple[str, dict[str, Any]]] = [
     ("mlp_generator", {"latent_dim": 6, "hidden": [8, 12], "out_shape": [1, 4, 4]}),

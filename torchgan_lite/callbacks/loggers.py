@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from torchgan_lite.callbacks.reporting import HistoryCSV
-from torchgan_lite.checkpoints.atomic import atomic_open
 from torchgan_lite.training.events import Event, RemovableHandle
+from torchgan_lite.utils.atomic import atomic_open
 from torchgan_lite.utils.checks import check_int, check_path
 
 if TYPE_CHECKING:

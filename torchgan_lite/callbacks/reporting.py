@@ -13,7 +13,7 @@ interrupted), so they add nothing to the training step, and only the main proces
 - :class:`LossPlot`: ``losses.png``, mean D and G loss per epoch (needs matplotlib, the
   ``[plot]`` extra; without it the plot is skipped with one printed note).
 
-Every file is written atomically by :func:`torchgan_lite.checkpoints.atomic.atomic_open` (a temporary
+Every file is written atomically by :func:`torchgan_lite.utils.atomic.atomic_open` (a temporary
 file renamed over the target), so a run killed mid-write never leaves a torn PNG or CSV.
 """
 
@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 
 import torch
 
-from torchgan_lite.checkpoints.atomic import atomic_open
 from torchgan_lite.training.events import Event, RemovableHandle
+from torchgan_lite.utils.atomic import atomic_open
 from torchgan_lite.utils.checks import check_bool, check_int, check_path, check_stream, describe
 
 if TYPE_CHECKING:

@@ -34,9 +34,9 @@ import safetensors.torch
 import torch
 from torch import nn
 
-from torchgan_lite.checkpoints.atomic import atomic_open
 from torchgan_lite.checkpoints.format import load_checkpoint
 from torchgan_lite.nets import registry
+from torchgan_lite.utils.atomic import atomic_open
 from torchgan_lite.utils.checks import check_bool, check_path, describe
 from torchgan_lite.utils.runtime import resolve_device
 from torchgan_lite.utils.version import __version__

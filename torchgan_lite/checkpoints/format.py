@@ -8,7 +8,7 @@ the run needs resuming; NumPy scalars (a metric computed with NumPy) are stored
 as Python numbers. What the dict holds is its owners' business (the trainer
 composes it); this module imports nothing from the trainer.
 
-Writing goes through :func:`torchgan_lite.checkpoints.atomic.atomic_open`: a temporary file in
+Writing goes through :func:`torchgan_lite.utils.atomic.atomic_open`: a temporary file in
 the same folder (permissions from the umask), flushed and fsync'ed, renamed over
 the target with ``os.replace``. A process killed at any moment leaves either the old
 file or the new one, never a torn one. With ``keep_last=K`` the file also gets a
@@ -51,8 +51,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from torchgan_lite.checkpoints.atomic import atomic_open, describe_os_error
 from torchgan_lite.checkpoints.rotation import numbered_copies, parse_numbered, rotate
+from torchgan_lite.utils.atomic import atomic_open, describe_os_error
 from torchgan_lite.utils.checks import check_bool, check_path, describe
 from torchgan_lite.utils.runtime import resolve_device
 

@@ -23,7 +23,7 @@ import os
 import re
 from pathlib import Path
 
-from torchgan_lite.checkpoints.atomic import describe_os_error, fsync_dir, link_or_copy
+from torchgan_lite.utils.atomic import describe_os_error, fsync_dir, link_or_copy
 
 __all__ = ["numbered_copies", "numbered_path", "parse_numbered", "rotate"]
 

@@ -36,7 +36,6 @@ from typing import Any, TextIO
 
 import torch
 
-from torchgan_lite.checkpoints.atomic import atomic_open
 from torchgan_lite.cli.common import (
     CLIError,
     Parser,
@@ -47,6 +46,7 @@ from torchgan_lite.cli.common import (
     positive_int,
     seed,
 )
+from torchgan_lite.utils.atomic import atomic_open
 from torchgan_lite.utils.runtime import resolve_device
 
 __all__ = ["build_parser", "format_class_accuracy", "format_table", "main"]

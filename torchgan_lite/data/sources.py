@@ -10,12 +10,10 @@ temporary name and renamed into place. Named sets come through torchvision's dat
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from torchgan_lite.data.images import (
     open_image_file,
 )
 from torchgan_lite.data.mnist import DATA_ENV_VAR, resolve_data_root
+from torchgan_lite.utils.atomic import atomic_open
 from torchgan_lite.utils.checks import check_int, check_path, describe
 from torchgan_lite.utils.paths import CACHE_ENV_VAR, cache_dir
 
@@ -190,28 +189,15 @@ def _read_cache(path: Path, key: str, stacklevel: int) -> dict[str, Any] | None:
 
 
 def _write_cache(path: Path, entry: dict[str, Any], stacklevel: int) -> None:
-    """Write ``entry`` to a temporary file beside ``path`` and rename it over ``path``: a reader (another
-    process loading the same folder) sees the old file or the new one, never a torn one.
-
-    Not ``checkpoints.atomic.atomic_open``: ``data`` sits left of ``checkpoints`` and may not import it.
-    A damaged file is caught on reading anyway (checksum), so this needs no fsync.
-    """
-    tmp: Path | None = None
+    """Write ``entry`` atomically (:func:`~torchgan_lite.utils.atomic.atomic_open`): a reader (another
+    process loading the same folder) sees the old file or the new one, never a torn one."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        tmp = Path(name)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_open(path, "wb") as f:
             torch.save(entry, f)
-        os.replace(tmp, path)
-        tmp = None
     except OSError as err:  # the images are decoded: a cache that cannot be written is no reason to stop
         warnings.warn(f"cannot write the image cache {path}: {err}; the images are not cached (pass "
                       f"cache_dir=... or set ${CACHE_ENV_VAR} to a writable folder)", stacklevel=stacklevel)
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
 
 
 def _cached_decode(cache: Path, folder: Path, files: list[Path], labels: list[int] | None, classes: list[str],

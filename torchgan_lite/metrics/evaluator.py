@@ -28,13 +28,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchgan_lite.checkpoints.atomic import atomic_open
 from torchgan_lite.data.mnist import mnist_with_labels
 from torchgan_lite.metrics.classifier import CLASSIFIER_SHA256, extract, load_classifier
 from torchgan_lite.metrics.frechet import feature_statistics
 from torchgan_lite.metrics.images import distance_scores
 from torchgan_lite.metrics.precision_recall import knn_radii
 from torchgan_lite.metrics.scores import class_coverage, class_histogram, classifier_score
+from torchgan_lite.utils.atomic import atomic_open
 from torchgan_lite.utils.checks import check_int
 from torchgan_lite.utils.paths import cache_dir
 from torchgan_lite.utils.runtime import resolve_device

@@ -40,9 +40,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from torchgan_lite.checkpoints.atomic import atomic_open
 from torchgan_lite.metrics.images import RealImages, SampleSource, real_subset, sample_chunks, to_float_images
 from torchgan_lite.metrics.reference import cached_json, key_digest
+from torchgan_lite.utils.atomic import atomic_open
 from torchgan_lite.utils.checks import check_bool, check_int, describe
 from torchgan_lite.utils.paths import cache_dir
 from torchgan_lite.utils.runtime import resolve_device

@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from torchgan_lite.checkpoints.atomic import atomic_open
 from torchgan_lite.metrics.frechet import feature_statistics
 from torchgan_lite.metrics.precision_recall import knn_radii
+from torchgan_lite.utils.atomic import atomic_open
 from torchgan_lite.utils.paths import cache_dir
 
 __all__ = ["ReferenceStats", "cached_json", "cached_reference", "key_digest"]
