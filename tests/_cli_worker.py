@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from torchgan_lite.cli import train
+from torchgan_lite.cli.sources import TrainingData
 from torchgan_lite.nets import conditional, mlp
 
 __all__ = ["COMMAND", "N_IMAGES", "fake_data", "main", "tiny_networks"]
@@ -29,21 +30,22 @@ N_IMAGES = 64
 COMMAND = ["python-under-test", "train"]
 
 
-def fake_data(args: argparse.Namespace, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """64 images ``(64, 1, 4, 4)`` in [-1, 1] and their labels ``(64,)`` (0..9 in turn) for conditional runs."""
+def fake_data(args: argparse.Namespace) -> TrainingData:
+    """64 images ``(64, 1, 4, 4)`` in [-1, 1] and their labels ``(64,)`` (0..9 in turn), on the CPU."""
     gen = torch.Generator().manual_seed(1)
     images = torch.rand(N_IMAGES, 1, 4, 4, generator=gen) * 2 - 1  # (64, 1, 4, 4)
     labels = torch.arange(N_IMAGES) % 10  # (64,)
-    return images.to(device), (labels.to(device) if args.conditional else None)
+    return TrainingData(images, labels, tuple(str(c) for c in range(10)), "fake 4x4 digits")
 
 
-def tiny_networks(args: argparse.Namespace) -> tuple[nn.Module, nn.Module]:
-    """MLPs with one hidden layer of 16 and no dropout, conditional when ``--conditional`` says so."""
-    if args.conditional:
-        return (conditional.conditional_mlp_generator(10, latent_dim=8, hidden=(16,), out_shape=(1, 4, 4)),
-                conditional.conditional_mlp_discriminator(10, in_shape=(1, 4, 4), hidden=(16,)))
-    return (mlp.mlp_generator(latent_dim=8, hidden=(16,), out_shape=(1, 4, 4)),
-            mlp.mlp_discriminator(in_shape=(1, 4, 4), hidden=(16,), dropout=0.0))
+def tiny_networks(args: argparse.Namespace, shape: tuple[int, int, int],
+                  num_classes: int | None) -> tuple[nn.Module, nn.Module]:
+    """MLPs with one hidden layer of 16 and no dropout, for images of ``shape`` (conditional with ``num_classes``)."""
+    if num_classes is not None:
+        return (conditional.conditional_mlp_generator(num_classes, latent_dim=8, hidden=(16,), out_shape=shape),
+                conditional.conditional_mlp_discriminator(num_classes, in_shape=shape, hidden=(16,)))
+    return (mlp.mlp_generator(latent_dim=8, hidden=(16,), out_shape=shape),
+            mlp.mlp_discriminator(in_shape=shape, hidden=(16,), dropout=0.0))
 
 
 def main(argv: list[str]) -> int:

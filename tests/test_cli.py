@@ -28,6 +28,7 @@ from torchgan_lite.cli import resume as cli_resume
 from torchgan_lite.cli import run as cli_run
 from torchgan_lite.cli import train
 from torchgan_lite.cli.common import CLIError
+from torchgan_lite.cli.sources import build_networks
 from torchgan_lite.recipes import make_loss
 
 from . import _cli_worker as worker
@@ -58,8 +59,8 @@ def _calling(at_call: int, action):
     """Networks whose generator runs ``action()`` in its ``at_call``-th forward pass (1 = the trainer's probe)."""
     calls = {"n": 0}
 
-    def networks(args):
-        g, d = worker.tiny_networks(args)
+    def networks(args, shape, classes):
+        g, d = worker.tiny_networks(args, shape, classes)
         forward = g.forward
 
         def counted(*a):
@@ -88,11 +89,20 @@ def test_both_examples_share_one_option_set_and_differ_only_in_defaults():
     wanted = {"--lr", "--loss", "--amp", "--no-progress", "--compile", "--logger", "--resume", "--epochs",
               "--max-steps", "--batch-size", "--arch", "--norm", "--recipe", "--ema-decay", "--n-critic", "--seed",
               "--device", "--data-root", "--subset", "--out", "--sample-every", "--checkpoint-every",
-              "--eval-every", "--eval-n", "--conditional"}
+              "--eval-every", "--eval-n", "--conditional", "--data", "--image-size", "--channels", "--hflip",
+              "--eval-features"}
     assert wanted <= set(ref)
     differ = {k for k in ref if ref[k] != cond[k]}
-    assert differ == {"--conditional", "--epochs", "--recipe", "--out"}
-    assert (cond["--conditional"], cond["--epochs"], cond["--recipe"]) == (True, 30, "improved")
+    assert differ == {"--conditional", "--epochs", "--out"}
+    assert (cond["--conditional"], cond["--epochs"]) == (True, 30)
+    # The recipe and the networks depend on the data: the script's own for MNIST, DCGAN's for other images.
+    for defaults, recipe in ((train.REFERENCE, "reference"), (train.CONDITIONAL, "improved")):
+        args = train.parse_args([], defaults)
+        assert (args.data, args.arch, args.recipe) == ("mnist", "mlp", recipe)
+        args = train.parse_args(["--data", "CIFAR10"], defaults)
+        assert (args.data, args.arch, args.recipe) == ("cifar10", "dcgan", "dcgan")
+        args = train.parse_args(["--data", "./photos", "--arch", "resnet", "--recipe", "improved"], defaults)
+        assert (args.data, args.arch, args.recipe) == ("./photos", "resnet", "improved")
 
 
 @pytest.mark.parametrize("defaults", [train.REFERENCE, train.CONDITIONAL])
@@ -131,13 +141,13 @@ def test_resume_command_uses_the_running_interpreter_and_replaces_resume():
 def test_the_default_networks_follow_arch_norm_and_conditional():
     from torchgan_lite.nets.registry import module_config
 
-    def builder(argv):
-        return [module_config(m)["builder"] for m in cli_run.build_networks(train.parse_args(argv))]
+    def builder(argv, shape=(1, 28, 28), classes=None):
+        return [module_config(m)["builder"] for m in build_networks(train.parse_args(argv), shape, classes)]
 
     assert builder([]) == ["mlp_generator", "mlp_discriminator"]
-    assert builder(["--conditional"]) == ["conditional_mlp_generator", "conditional_mlp_discriminator"]
+    assert builder(["--conditional"], classes=10) == ["conditional_mlp_generator", "conditional_mlp_discriminator"]
     assert builder(["--arch", "dcgan", "--norm", "spectral"]) == ["dcgan_generator", "dcgan_discriminator"]
-    g, _ = cli_run.build_networks(train.parse_args(["--arch", "dcgan", "--conditional"]))
+    g, _ = build_networks(train.parse_args(["--arch", "dcgan", "--conditional"]), (1, 28, 28), 10)
     assert g.num_classes == 10
 
 
@@ -208,7 +218,7 @@ def test_resume_with_other_options_names_every_difference(tmp_path, capsys):
 
 def _options_for(batch: int, world: int) -> dict:
     args = train.parse_args(["--batch-size", str(batch)])
-    return cli_resume.resolved_options(args, 2e-4, world)
+    return cli_resume.resolved_options(args, 2e-4, world, worker.fake_data(args))
 
 
 @pytest.mark.parametrize("saved_batch, saved_world, batch, world, ok", [
@@ -410,9 +420,9 @@ def test_the_command_installs_no_signal_handler_of_its_own(tmp_path):
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     seen = {}
 
-    def data(args, device):  # runs inside the command, before fit
+    def data(args):  # runs inside the command, before fit
         seen["loading"] = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-        return worker.fake_data(args, device)
+        return worker.fake_data(args)
 
     def record():  # inside fit: the trainer's handler (training/signals.py) is the one installed
         seen["training"] = signal.getsignal(signal.SIGTERM)
@@ -425,7 +435,7 @@ def test_the_command_installs_no_signal_handler_of_its_own(tmp_path):
 
 
 def test_ctrl_c_before_training_exits_130_and_writes_nothing(tmp_path, capsys):
-    def interrupted(args, device):
+    def interrupted(args):
         raise KeyboardInterrupt
 
     assert run(["--epochs", "1"], tmp_path, data=interrupted) == 130
@@ -531,3 +541,158 @@ def test_module_help_runs_in_a_fresh_interpreter():
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("usage: python -m torchgan_lite.train")
 
+
+
+# --------------------------------------------------------------------------- any images: --data, --arch, --label
+
+
+def _image_folder(root: Path, classes=("cats", "dogs"), per_class: int = 8, size: int = 12) -> Path:
+    """A folder of RGB PNGs, one sub-folder per class, each class its own colour (so classes differ)."""
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(3)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            base = torch.tensor([200 * (c == 0), 200 * (c == 1), 100], dtype=torch.float32)
+            pixels = (base + 40 * torch.rand(size, size, 3, generator=gen)).clamp(0, 255).to(torch.uint8)
+            Image.fromarray(pixels.numpy(), "RGB").save(root / name / f"{i}.png")
+    return root
+
+
+IMAGES = ["--device", "cpu", "--no-progress", "--sample-every", "1", "--image-size", "8", "--batch-size", "4",
+          "--arch", "mlp"]  # 8x8 RGB, so the tiny MLPs of the seam fit; DCGAN's sizes start at 28
+
+
+def _train_on(folder: Path, out: Path, *args: str, networks=None) -> int:
+    return train.main([*IMAGES, "--data", str(folder), "--out", str(out), *args], command=worker.COMMAND,
+                      networks=networks or worker.tiny_networks)
+
+
+def test_a_folder_of_rgb_images_trains_with_colour_grids_and_records_its_classes(tmp_path):
+    folder = _image_folder(tmp_path / "photos")
+    assert _train_on(folder, tmp_path / "run", "--epochs", "1", "--conditional") == 0
+    from PIL import Image
+
+    with Image.open(tmp_path / "run" / "samples_final.png") as im:
+        assert im.mode == "RGB" and im.size == (8 * 10 + 2, 8 * 10 + 2)  # 64 images of 8x8, 8 a row
+    with Image.open(tmp_path / "run" / "classes_final.png") as im:  # one row per class
+        assert im.size == (10 * 10 + 2, 2 * 10 + 2)
+    options = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["extra"]["cli_options"]
+    assert (options["data"], options["image_shape"], options["classes"]) == ("folder", [3, 8, 8], ["cats", "dogs"])
+    assert options["data_path"] == str(folder.resolve()) and options["recipe"] == "dcgan"
+
+
+def test_the_dcgan_recipe_is_the_default_for_images_and_resume_checks_the_image_options(tmp_path, capsys):
+    folder = _image_folder(tmp_path / "photos")
+    assert _train_on(folder, tmp_path / "run", "--epochs", "1") == 0
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    betas = {tuple(g["betas"]) for opt in ("g_optimizer", "d_optimizer") for g in ckpt["step"][opt]["param_groups"]}
+    assert betas == {(0.5, 0.999)}  # the DCGAN paper's Adam, not the reference recipe's (0.9, 0.999)
+    capsys.readouterr()
+    assert _train_on(folder, tmp_path / "run", "--epochs", "2", "--resume", "auto", "--hflip") == 2
+    assert "--hflip False (this command: True)" in one_error_line(capsys.readouterr().err)
+    moved = tmp_path / "copied"  # a job that copies its images elsewhere each time still resumes
+    import shutil
+
+    shutil.copytree(folder, moved)
+    assert _train_on(moved, tmp_path / "run", "--epochs", "2", "--resume", "auto") == 0
+
+
+def test_sigterm_then_resume_auto_on_a_folder_with_hflip_equals_an_uninterrupted_run(tmp_path):
+    folder = _image_folder(tmp_path / "photos")  # 16 images, batch 4: 4 steps an epoch
+    assert _train_on(folder, tmp_path / "whole", "--epochs", "2", "--hflip") == 0
+    networks = _calling(1 + 2 * 5 + 1 + 1, _sigterm)  # the D update of step 6, in epoch 2 (grid after step 4)
+    assert _train_on(folder, tmp_path / "cut", "--epochs", "2", "--hflip", "--resume", "auto",
+                     networks=networks) == 143
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["trainer"]["step"] == 6
+    assert _train_on(folder, tmp_path / "cut", "--epochs", "2", "--hflip", "--resume", "auto") == 0
+    whole = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
+    cut = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert whole["trainer"]["step"] == cut["trainer"]["step"] == 8
+    for net in ("generator", "discriminator"):
+        for key, value in whole[net].items():
+            assert torch.equal(value, cut[net][key]), (net, key)
+
+
+def test_hflip_changes_what_is_trained_on(tmp_path):
+    folder = _image_folder(tmp_path / "photos")
+    assert _train_on(folder, tmp_path / "plain", "--epochs", "1") == 0
+    assert _train_on(folder, tmp_path / "flipped", "--epochs", "1", "--hflip") == 0
+    a = load_checkpoint(tmp_path / "plain" / "checkpoint.pt")["discriminator"]
+    b = load_checkpoint(tmp_path / "flipped" / "checkpoint.pt")["discriminator"]
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_default_networks_fit_the_images_at_their_size(tmp_path):
+    def params(argv, shape, classes=None):
+        g, d = build_networks(train.parse_args(argv), shape, classes)
+        with torch.no_grad():
+            z = torch.randn(2, g.latent_dim)
+            x = g(z) if classes is None else g(z, torch.tensor([0, 1]))
+        return tuple(x.shape), module_config(g)["builder"], module_config(d)["builder"]
+
+    from torchgan_lite.nets.registry import module_config
+
+    assert params(["--data", "cifar10"], (3, 32, 32)) == ((2, 3, 32, 32), "dcgan_generator", "dcgan_discriminator")
+    assert params(["--data", "cifar10", "--arch", "resnet"], (3, 32, 32), 10) == \
+        ((2, 3, 32, 32), "resnet_generator", "resnet_discriminator")
+    assert params(["--data", "./x", "--arch", "mlp"], (3, 8, 8)) == ((2, 3, 8, 8), "mlp_generator",
+                                                                     "mlp_discriminator")
+    with pytest.raises(CLIError, match=r"--image-size 32"):  # a 36x36 set for DCGAN: the nearest size it builds
+        build_networks(train.parse_args(["--data", "./x"]), (3, 36, 36), None)
+
+
+def test_conditional_on_a_folder_without_classes_is_one_error_line(tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "flat").mkdir()
+    for i in range(8):
+        Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(tmp_path / "flat" / f"{i}.png")
+    assert _train_on(tmp_path / "flat", tmp_path / "run", "--conditional") == 2
+    assert "--conditional" in one_error_line(capsys.readouterr().err)
+
+
+def test_sample_label_by_name_or_index_from_a_folder_checkpoint(tmp_path, capsys):
+    from torchgan_lite.checkpoints.export import load_generator
+    from torchgan_lite.cli import sample
+    from torchgan_lite.nets.sampling import sample_images
+
+    folder = _image_folder(tmp_path / "photos")
+    assert _train_on(folder, tmp_path / "run", "--epochs", "1", "--conditional") == 0
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    by_name, by_index = tmp_path / "by_name.pt", tmp_path / "by_index.pt"
+    assert sample.main([str(ckpt), "--n", "6", "--label", "dogs", "--tensor", str(by_name)]) == 0
+    assert sample.main([str(ckpt), "--n", "6", "--label", "1", "--tensor", str(by_index)]) == 0
+    dogs = torch.load(by_name, weights_only=True)
+    assert dogs.shape == (6, 3, 8, 8) and dogs.min() >= -1 and dogs.max() <= 1
+    assert torch.equal(dogs, torch.load(by_index, weights_only=True))
+    expected = sample_images(load_generator(ckpt), 6, seed=0, labels=torch.ones(6, dtype=torch.int64))
+    assert torch.equal(dogs, expected)
+    cats = sample_images(load_generator(ckpt), 6, seed=0, labels=torch.zeros(6, dtype=torch.int64))
+    assert not torch.equal(dogs, cats)  # the label reaches the generator
+    capsys.readouterr()
+    assert sample.main([str(ckpt), "--label", "birds"]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert "--label 'birds'" in line and "cats, dogs" in line
+    assert sample.main([str(ckpt), "--label", "2"]) == 2
+    assert "--label must be a class name or an index in [0, 2)" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.mnist
+def test_mnist_keeps_the_reference_recipe_exactly(mnist_dir):
+    from torchgan_lite.cli.sources import default_data
+    from torchgan_lite.data import mnist
+    from torchgan_lite.nets.mlp import mlp_discriminator, mlp_generator
+
+    args = train.parse_args(["--data-root", str(mnist_dir)])
+    data = default_data(args)  # the float tensor the reference recipe always trained on, not a uint8 copy
+    assert data.images.dtype == torch.float32 and torch.equal(data.images, mnist.mnist(mnist_dir))
+    assert (args.arch, args.recipe, data.classes[:3]) == ("mlp", "reference", ("0", "1", "2"))
+    torch.manual_seed(0)
+    g, d = build_networks(args, data.image_shape, None)
+    torch.manual_seed(0)
+    g_ref, d_ref = mlp_generator(), mlp_discriminator()
+    for net, ref in ((g, g_ref), (d, d_ref)):
+        assert net.state_dict().keys() == ref.state_dict().keys()
+        assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), ref.state_dict().values()))

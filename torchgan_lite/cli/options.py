@@ -1,9 +1,16 @@
 """The training command's options: argparse building and the checks that need several options at once.
 
-One option set for every MNIST run of the package; ``examples/mnist_mlp.py`` and
+One option set for every run of the package; ``examples/mnist_mlp.py`` and
 ``examples/mnist_conditional.py`` differ only in their defaults (:class:`CLIDefaults`).
 Every value is checked by its argparse type (:mod:`torchgan_lite.cli.common`); what
-depends on two options (``--norm`` without ``--arch dcgan``...) by :func:`parse_args`.
+depends on two options (``--norm`` without ``--arch dcgan``...) by :func:`parse_args`,
+which also fills in the defaults that depend on ``--data``:
+
+- MNIST-like data (``mnist``, ``fashion-mnist``: 1x28x28 grey) keeps the reference recipe
+  exactly: the MLP networks (``--arch mlp``) and the script's ``--recipe``;
+- any other source (a folder of images, a colour set) gets a convolutional recipe: DCGAN
+  networks at the image size (``--arch dcgan``) and the DCGAN paper's Adam
+  (``--recipe dcgan``: 2e-4, betas (0.5, 0.999)), unless told otherwise.
 """
 
 from __future__ import annotations
@@ -27,12 +34,36 @@ from torchgan_lite.cli.common import (
     seed,
     unit_fraction,
 )
+from torchgan_lite.data.sources import NAMED_SETS
+from torchgan_lite.nets.dcgan import IMAGE_SIZES
+from torchgan_lite.nets.resnet import RESNET_IMAGE_SIZES
 from torchgan_lite.recipes import LOSSES, RECIPES
 
-__all__ = ["CONDITIONAL", "NUM_CLASSES", "REFERENCE", "CLIDefaults", "build_parser", "invocation", "parse_args"]
+__all__ = [
+    "ARCHS", "CONDITIONAL", "MNIST_LIKE", "NUM_CLASSES", "REFERENCE", "CLIDefaults", "build_parser", "invocation",
+    "is_named_set", "parse_args"
+]
 
 #: MNIST's classes (the conditional runs' labels).
 NUM_CLASSES = 10
+#: The network families ``--arch`` builds.
+ARCHS = ("mlp", "dcgan", "resnet")
+#: The sets trained with the reference recipe's defaults (1x28x28 grey).
+MNIST_LIKE = ("mnist", "fashion-mnist")
+#: The recipe a source other than :data:`MNIST_LIKE` gets by default.
+IMAGE_RECIPE = "dcgan"
+
+
+def is_named_set(source: str) -> bool:
+    """Whether ``--data`` names a data set (as :func:`torchgan_lite.load_images` reads it), not a folder."""
+    return source.strip().lower().replace("_", "-") in NAMED_SETS
+
+
+def _source(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"expected a data set name ({', '.join(NAMED_SETS)}) or a folder, got "
+                                         "an empty string")
+    return text.strip().lower().replace("_", "-") if is_named_set(text) else text
 
 
 @dataclass(frozen=True)
@@ -82,14 +113,17 @@ def build_parser(defaults: CLIDefaults = REFERENCE) -> argparse.ArgumentParser:
     model.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=defaults.conditional,
                        help="class-conditional networks trained on (image, label) batches "
                             "(default: %(default)s)")
-    model.add_argument("--arch", choices=("mlp", "dcgan"), default="mlp",
-                       help="mlp: the reference recipe's networks; dcgan: torchgan_lite.dcgan's 28x28 "
-                            "convolutional networks, slower on a CPU (default: %(default)s)")
+    model.add_argument("--arch", choices=ARCHS, default=None,
+                       help="mlp: the reference recipe's networks; dcgan: DCGAN networks at the image size (28, or "
+                            "a power of two from 32 to 256); resnet: the SNGAN/BigGAN residual networks (32, 64 or "
+                            "128; spectral norm in D); the convolutional ones are slower on a CPU (default: mlp for "
+                            "mnist and fashion-mnist, else dcgan)")
     model.add_argument("--norm", choices=("batch", "spectral", "none"), default="batch",
                        help="normalisation of the dcgan networks (default: %(default)s)")
-    model.add_argument("--recipe", choices=tuple(RECIPES), default=defaults.recipe,
+    model.add_argument("--recipe", choices=tuple(RECIPES), default=None,
                        help="; ".join(f"{name}: {text}" for name, text in RECIPES.items())
-                       + "; measured in docs/recipes.md (default: %(default)s)")
+                       + f"; measured in docs/recipes.md (default: {defaults.recipe} for mnist and fashion-mnist, "
+                         f"else {IMAGE_RECIPE})")
     model.add_argument("--loss", choices=LOSSES, default="nonsaturating",
                        help="GAN loss; wgan-gp is WassersteinLoss + GradientPenalty(10) with 5 critic steps "
                             "(default: %(default)s)")
@@ -110,11 +144,23 @@ def build_parser(defaults: CLIDefaults = REFERENCE) -> argparse.ArgumentParser:
                      help="images per batch and process (under torchrun the global batch is B x processes; a "
                           "checkpoint resumes at the same global batch on any number of processes); "
                           "128 gives 468 batches an epoch (default: %(default)s)")
+    run.add_argument("--data", type=_source, default="mnist", metavar="|".join([*NAMED_SETS, "PATH"]),
+                     help="the training images: a data set by name (read from --data-root) or a folder of images "
+                          "(png, jpg, jpeg, webp, bmp, searched recursively; its first-level sub-folders are the "
+                          "classes of --conditional), decoded once and cached (default: %(default)s)")
+    run.add_argument("--image-size", type=positive_int, default=None, metavar="PX",
+                     help="resize each image's short side to PX and crop the centre square (default: the images' "
+                          "own size, which they must share)")
+    run.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                     help="1: grey, 3: RGB (default: 1 when every image is grey, else 3)")
+    run.add_argument("--hflip", action="store_true",
+                     help="mirror each training image left-right with probability 1/2, drawn with the data order "
+                          "(so a resume repeats it) (default: off)")
     run.add_argument("--subset", type=positive_int, default=None, metavar="N",
-                     help="train on the first N of the 60,000 images, for quick tests (default: all)")
+                     help="train on the first N images (MNIST has 60,000), for quick tests (default: all)")
     run.add_argument("--data-root", type=path_arg, default=None, metavar="DIR",
-                     help="folder holding MNIST/raw/ (default: $TORCHGAN_LITE_DATA, else a download into "
-                          "the user cache folder, ~/.cache/torchgan_lite)")
+                     help="folder holding the named sets (MNIST/raw/, cifar-10-batches-py/...) (default: "
+                          "$TORCHGAN_LITE_DATA, else a download into the user cache folder, ~/.cache/torchgan_lite)")
     run.add_argument("--seed", type=seed, default=0, metavar="S",
                      help="in [0, 2**32): seeds the weights, noise, data order and the sample grids' noise "
                           "(default: %(default)s)")
@@ -148,6 +194,10 @@ def build_parser(defaults: CLIDefaults = REFERENCE) -> argparse.ArgumentParser:
                           "accuracy) (default: 0, off)")
     out.add_argument("--eval-n", type=positive_int, default=10000, metavar="N",
                      help="samples per quality evaluation (default: %(default)s)")
+    out.add_argument("--eval-features", default=None, metavar="mnist|inception|dinov2|clip|PATH",
+                     help="the feature extractor of --eval-every: the MNIST classifier, torch-fidelity's "
+                          "(pip install 'torchgan_lite[fid]'), or a TorchScript file mapping (N, C, H, W) images in "
+                          "[-1, 1] to (N, D) features (default: mnist for --data mnist, else inception)")
     return p
 
 
@@ -155,10 +205,21 @@ def parse_args(argv: Sequence[str] | None = None, defaults: CLIDefaults = REFERE
     """Parse and check the options; a mistake exits with one ``error:`` line and status 2."""
     p = build_parser(defaults)
     args = p.parse_args(argv)
-    if args.conditional and args.eval_every and args.eval_n < NUM_CLASSES:
-        p.error(f"--eval-n must be >= {NUM_CLASSES} for a conditional run (one sample per digit), got {args.eval_n}")
+    mnist_like = args.data in MNIST_LIKE
+    args.arch = args.arch or ("mlp" if mnist_like else "dcgan")
+    args.recipe = args.recipe or (defaults.recipe if mnist_like else IMAGE_RECIPE)
+    if args.data_root is not None and not is_named_set(args.data):
+        p.error(f"--data-root is where the named sets are read from; --data {args.data} is a folder (leave "
+                "--data-root out)")
+    if args.eval_features is not None and not args.eval_every:
+        p.error(f"--eval-features {args.eval_features} scores the samples of --eval-every, which is off (give "
+                "--eval-every N)")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda, but CUDA is not available here (use --device auto or cpu)")
+    sizes = {"dcgan": sorted(IMAGE_SIZES), "resnet": list(RESNET_IMAGE_SIZES)}.get(args.arch)
+    if args.image_size is not None and sizes is not None and args.image_size not in sizes:
+        p.error(f"--image-size {args.image_size}: --arch {args.arch} builds {', '.join(map(str, sizes))} pixels "
+                f"(the images are resized to it)")
     if args.norm != "batch" and args.arch != "dcgan":
         p.error(f"--norm {args.norm} applies to --arch dcgan only (this run builds --arch {args.arch})")
     if args.resume is not None:

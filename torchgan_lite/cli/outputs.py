@@ -24,15 +24,22 @@ import torch
 from torchgan_lite.callbacks import progress, reporting
 from torchgan_lite.callbacks.loggers import LOGGER_NAME, JSONLHistory, TensorBoardLogger
 from torchgan_lite.callbacks.metrics import MetricsCallback
-from torchgan_lite.cli.common import CLIError
+from torchgan_lite.cli.common import CLIError, about_option
 from torchgan_lite.cli.options import NUM_CLASSES
+from torchgan_lite.cli.sources import TrainingData
 from torchgan_lite.metrics.classes import generator_class_accuracy
 from torchgan_lite.metrics.classifier import load_classifier
 from torchgan_lite.nets.conditional import digit_grid_labels
 from torchgan_lite.training.events import Event, RemovableHandle
 from torchgan_lite.training.trainer import GANTrainer
 
-__all__ = ["ClassAccuracy", "attach_reports", "console_logging", "epoch_words", "evaluators", "write_failure"]
+__all__ = [
+    "MAX_GRID_CLASSES", "ClassAccuracy", "attach_evaluators", "attach_reports", "class_grid_prefix",
+    "console_logging", "epoch_words", "evaluators", "write_failure"
+]
+
+#: A conditional run's class grid shows at most this many classes, one row each.
+MAX_GRID_CLASSES = 10
 
 
 class ClassAccuracy:
@@ -64,32 +71,68 @@ class ClassAccuracy:
             trainer.state.metrics[f"class_accuracy_{c}"] = self.last[f"accuracy_{c}"]
 
 
-def evaluators(args: argparse.Namespace) -> list[Any]:
-    """The quality-metric callbacks of ``--eval-every`` (none when it is 0)."""
+def _mnist_scored(args: argparse.Namespace, data: TrainingData) -> bool:
+    """Whether ``--eval-every`` is MNIST's own evaluation (the shipped classifier against MNIST's test set)."""
+    return args.data == "mnist" and data.image_shape == (1, 28, 28) and args.eval_features in (None, "mnist")
+
+
+def evaluators(args: argparse.Namespace, data: TrainingData, num_classes: int | None) -> list[Any]:
+    """The quality-metric callbacks of ``--eval-every`` (none when it is 0).
+
+    MNIST is scored by :class:`~torchgan_lite.metrics.evaluator.MNISTEvaluator` (a conditional
+    run adds its class accuracy, :class:`ClassAccuracy`); any other data by ``--eval-features``
+    (default Inception, torch-fidelity's) against the training images themselves.
+    """
     if args.eval_every == 0:
         return []
-    found: list[Any] = [MetricsCallback(every=args.eval_every, n=args.eval_n, data_root=args.data_root)]
-    if args.conditional:
-        found.append(ClassAccuracy(args.eval_every, args.eval_n // NUM_CLASSES))
-    return found
+    if num_classes is not None and args.eval_n < num_classes:
+        raise CLIError(f"--eval-n must be >= {num_classes} for a conditional run (one sample per class), "
+                       f"got {args.eval_n}")
+    if _mnist_scored(args, data):
+        found: list[Any] = [MetricsCallback(every=args.eval_every, n=args.eval_n, data_root=args.data_root)]
+        if num_classes is not None:
+            found.append(ClassAccuracy(args.eval_every, args.eval_n // NUM_CLASSES))
+        return found
+    with about_option("--eval-features", args.eval_features or "inception"):
+        return [MetricsCallback(every=args.eval_every, n=args.eval_n, features=args.eval_features or "inception",
+                                real=data.images, source=data.source or None)]
 
 
-def attach_reports(trainer: GANTrainer, args: argparse.Namespace, out: Path) -> None:
+def attach_evaluators(trainer: GANTrainer, found: list[Any], args: argparse.Namespace, data: TrainingData) -> None:
+    """Attach :func:`evaluators`' callbacks (an extractor that cannot be had is one line naming ``--eval-features``)."""
+    if _mnist_scored(args, data):
+        for evaluator in found:
+            evaluator.attach(trainer)
+        return
+    with about_option("--eval-features", args.eval_features or "inception"):
+        for evaluator in found:
+            evaluator.attach(trainer)
+
+
+def class_grid_prefix(args: argparse.Namespace) -> str:
+    """The file names of a conditional run's one-row-per-class grid: MNIST's ``digits_*``, else ``classes_*``."""
+    return "digits" if args.data == "mnist" else "classes"
+
+
+def attach_reports(trainer: GANTrainer, args: argparse.Namespace, out: Path, num_classes: int | None) -> None:
     """History (CSV, JSONL), the loss plot, the sample grids, TensorBoard, the progress bar and epoch log.
 
     The grids are drawn from noise banks seeded by ``--seed`` alone, so a resumed run draws
-    the same ones; a conditional run also writes ``digits_*.png`` (10x10, row d = digit d).
+    the same ones; a conditional run also writes a grid with one row per class (the first
+    :data:`MAX_GRID_CLASSES` classes), the same noise in each column: ``digits_*.png`` for
+    MNIST, ``classes_*.png`` otherwise.
     """
     reporting.HistoryCSV(out / "history.csv").attach(trainer)
     JSONLHistory(out / "history.jsonl").attach(trainer)
     reporting.LossPlot(out / "losses.png").attach(trainer)
     z64 = reporting.fixed_noise(64, trainer.latent_dim, seed=args.seed)  # (64, latent_dim): one bank for every grid
-    y64 = torch.arange(64) % NUM_CLASSES if args.conditional else None  # (64,) 0..9 repeated
+    y64 = None if num_classes is None else torch.arange(64) % num_classes  # (64,) the classes in turn
     reporting.SampleGrid(out, z64, every=args.sample_every, labels=y64).attach(trainer)
-    if args.conditional:
-        z10 = reporting.fixed_noise(10, trainer.latent_dim, seed=args.seed + 1).repeat(NUM_CLASSES, 1)  # (100, d)
-        reporting.SampleGrid(out, z10, every=args.sample_every, nrow=10, labels=digit_grid_labels(NUM_CLASSES, 10),
-                             prefix="digits").attach(trainer)
+    if num_classes is not None:
+        rows = min(num_classes, MAX_GRID_CLASSES)
+        z10 = reporting.fixed_noise(10, trainer.latent_dim, seed=args.seed + 1).repeat(rows, 1)  # (rows * 10, d)
+        reporting.SampleGrid(out, z10, every=args.sample_every, nrow=10, labels=digit_grid_labels(rows, 10),
+                             prefix=class_grid_prefix(args)).attach(trainer)
     if args.logger == "tensorboard":
         try:
             TensorBoardLogger(out / "tensorboard", z=z64, labels=y64, image_every=args.sample_every).attach(trainer)

@@ -25,7 +25,8 @@ from typing import Any
 
 from torchgan_lite.checkpoints.format import latest_checkpoint, load_checkpoint
 from torchgan_lite.cli.common import CLIError
-from torchgan_lite.cli.options import invocation
+from torchgan_lite.cli.options import invocation, is_named_set
+from torchgan_lite.cli.sources import TrainingData
 from torchgan_lite.recipes import make_loss
 
 __all__ = [
@@ -37,9 +38,12 @@ __all__ = [
 CHECKPOINT_NAME = "checkpoint.pt"
 
 #: The options a checkpoint must have been trained with to be resumed: (flag, key in RunOptions).
-_MATCHED = (("--conditional", "conditional"), ("--arch", "arch"), ("--norm", "norm"), ("--recipe", "recipe"),
+_MATCHED = (("--data", "data"), ("--image-size/--channels", "image_shape"), ("--hflip", "hflip"),
+            ("--conditional", "conditional"), ("--arch", "arch"), ("--norm", "norm"), ("--recipe", "recipe"),
             ("--loss", "loss"), ("--n-critic", "n_critic"), ("--ema-decay", "ema_decay"), ("--subset", "subset"),
             ("--amp", "amp"))
+#: What a checkpoint written before an option existed was trained with.
+_BEFORE = {"data": "mnist", "image_shape": [1, 28, 28], "hflip": False}
 
 
 class RunOptions:
@@ -62,9 +66,16 @@ class RunOptions:
         self.saved = dict(state)  # the check ran before the load (check_resumable)
 
 
-def resolved_options(args: argparse.Namespace, lr: float, world_size: int) -> dict[str, Any]:
-    """What :class:`RunOptions` records for ``args`` on ``world_size`` processes."""
-    return {"conditional": args.conditional, "arch": args.arch, "norm": args.norm if args.arch == "dcgan" else None,
+def resolved_options(args: argparse.Namespace, lr: float, world_size: int, data: TrainingData) -> dict[str, Any]:
+    """What :class:`RunOptions` records for ``args`` on ``world_size`` processes, training on ``data``.
+
+    ``data`` is the set's name, or ``"folder"`` for a folder: its path is recorded (``data_path``)
+    but not compared, so a job that copies its images to a node-local folder each time resumes.
+    """
+    return {"data": args.data if is_named_set(args.data) else "folder",
+            "data_path": None if is_named_set(args.data) else str(Path(args.data).resolve()),
+            "image_shape": list(data.image_shape), "hflip": args.hflip, "classes": list(data.classes),
+            "conditional": args.conditional, "arch": args.arch, "norm": args.norm if args.arch == "dcgan" else None,
             "recipe": args.recipe, "loss": args.loss, "n_critic": args.n_critic or make_loss(args.loss)[2],
             "ema_decay": args.ema_decay, "batch_size": args.batch_size, "world_size": world_size,
             "global_batch": args.batch_size * world_size, "subset": args.subset, "amp": args.amp, "lr": lr}
@@ -100,8 +111,8 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], source: Path
         source: The checkpoint file, for the message.
         ckpt: The whole checkpoint, for the world size of files that did not record it in ``saved``.
     """
-    differ = [f"{flag} {saved.get(key)!r} (this command: {current[key]!r})"
-              for flag, key in _MATCHED if saved.get(key) != current[key]]
+    differ = [f"{flag} {saved.get(key, _BEFORE.get(key))!r} (this command: {current[key]!r})"
+              for flag, key in _MATCHED if saved.get(key, _BEFORE.get(key)) != current[key]]
     found, batch, world = _global_batch(saved, ckpt or {})
     if found != current["global_batch"]:
         differ.append(f"--batch-size {batch} on {world} process(es), a global batch of {found} (this command: "

@@ -4,11 +4,13 @@
 seams, so that a test or a script of your own can train through the command's whole
 machinery (resume, signals, outputs, ``run.json``) on other data or networks::
 
-    run(args, data=lambda args, device: (images, labels), networks=lambda args: (g, d))
+    run(args, data=lambda args: TrainingData(images, labels), networks=lambda args, shape, classes: (g, d))
 
-- ``data(args, device)`` returns the training images ``(N, C, H, W)`` on ``device`` and the
-  labels ``(N,)`` int64 for a conditional run, else None (default: :func:`mnist_data`);
-- ``networks(args)`` returns ``(generator, discriminator)`` (default: :func:`build_networks`).
+- ``data(args)`` returns a :class:`~torchgan_lite.cli.sources.TrainingData` (images
+  ``(N, C, H, W)`` on the CPU, labels for a conditional run); default:
+  :func:`~torchgan_lite.cli.sources.default_data` (``--data``);
+- ``networks(args, image_shape, num_classes)`` returns ``(generator, discriminator)``;
+  default: :func:`~torchgan_lite.cli.sources.build_networks` (``--arch``).
 
 Signals have one path, the trainer's (:mod:`torchgan_lite.training.signals`): inside ``fit``
 a first SIGINT or SIGTERM finishes the step under way, the checkpoint is saved and the run
@@ -29,7 +31,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from torchgan_lite.callbacks.checkpoint import ModelCheckpoint
@@ -37,8 +38,7 @@ from torchgan_lite.callbacks.ema import GeneratorEMA
 from torchgan_lite.callbacks.loggers import LOGGER_NAME
 from torchgan_lite.callbacks.reporting import run_info, write_json
 from torchgan_lite.cli import outputs
-from torchgan_lite.cli.common import EXIT_FAILED, CLIError, error_line
-from torchgan_lite.cli.options import NUM_CLASSES
+from torchgan_lite.cli.common import EXIT_FAILED, CLIError
 from torchgan_lite.cli.resume import (
     CHECKPOINT_NAME,
     RunOptions,
@@ -48,25 +48,17 @@ from torchgan_lite.cli.resume import (
     resume_command,
     saved_options,
 )
-from torchgan_lite.data import mnist
+from torchgan_lite.cli.sources import DataSource, NetworkBuilder, TrainingData, build_networks, default_data
 from torchgan_lite.data.tensor_loader import TensorLoader
-from torchgan_lite.nets.conditional import conditional_mlp_discriminator, conditional_mlp_generator
-from torchgan_lite.nets.dcgan import dcgan_discriminator, dcgan_generator
-from torchgan_lite.nets.mlp import mlp_discriminator, mlp_generator
 from torchgan_lite.recipes import TrainingParts, build_parts
 from torchgan_lite.training.events import Event
 from torchgan_lite.training.state import NonFiniteLossError
 from torchgan_lite.training.trainer import GANTrainer
 from torchgan_lite.utils.runtime import seed_everything
 
-__all__ = ["DataSource", "NetworkBuilder", "build_networks", "exit_status", "load_mnist", "mnist_data", "run"]
+__all__ = ["exit_status", "run"]
 
 log = logging.getLogger(f"{LOGGER_NAME}.train")
-
-#: ``data(args, device) -> (images (N, C, H, W), labels (N,) or None)``, both on ``device``.
-DataSource = Callable[[argparse.Namespace, torch.device], tuple[torch.Tensor, "torch.Tensor | None"]]
-#: ``networks(args) -> (generator, discriminator)``.
-NetworkBuilder = Callable[[argparse.Namespace], tuple[nn.Module, nn.Module]]
 
 #: Adam's learning rate of both networks in every recipe (recipes.build_parts' default).
 _DEFAULT_LR = 2e-4
@@ -79,33 +71,7 @@ def exit_status(signum: int | None) -> int:
     return _SIGNAL_EXIT + int(signum if signum is not None else signal.SIGINT)
 
 
-# --------------------------------------------------------------------------- the default data and networks
-
-
-def load_mnist(data_root: Path | None, conditional: bool,
-               device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """MNIST's training set on ``device``: images ``(60000, 1, 28, 28)`` in [-1, 1], and labels ``(60000,)``."""
-    if conditional:
-        images, labels = mnist.mnist_with_labels(data_root, device=device)
-        return images, labels
-    return mnist.mnist(data_root, device=device), None
-
-
-def mnist_data(args: argparse.Namespace, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The default :data:`DataSource`: MNIST from ``--data-root`` (labels for ``--conditional``)."""
-    return load_mnist(args.data_root, args.conditional, device)
-
-
-def build_networks(args: argparse.Namespace) -> tuple[nn.Module, nn.Module]:
-    """The default :data:`NetworkBuilder`: ``--arch`` (and ``--norm``, ``--conditional``) on MNIST's 1x28x28."""
-    if args.arch == "dcgan":
-        norm = None if args.norm == "none" else args.norm
-        classes = NUM_CLASSES if args.conditional else None
-        return dcgan_generator(norm=norm, num_classes=classes), dcgan_discriminator(norm=norm, num_classes=classes)
-    if args.conditional:
-        return conditional_mlp_generator(NUM_CLASSES), conditional_mlp_discriminator(NUM_CLASSES)
-    # The recipe's networks: G 100-256-512-1024-784 (Tanh), D 784-1024-512-256-1 (a logit; the sigmoid is in the loss).
-    return mlp_generator(), mlp_discriminator()
+# --------------------------------------------------------------------------- building the run
 
 
 def _build_trainer(generator: nn.Module, discriminator: nn.Module, parts: TrainingParts,
@@ -126,25 +92,29 @@ def _with_ema_decay(found: list[Any], decay: float | None) -> list[Any]:
     return kept + ([GeneratorEMA(decay=decay, warmup_steps=warmup)] if decay > 0 else [])
 
 
-def _loader(args: argparse.Namespace, trainer: GANTrainer, data: DataSource) -> TensorLoader:
-    """The training data, decoded once onto the training device; one shuffle an epoch, full batches only."""
-    try:
-        images, labels = data(args, trainer.device)  # (N, C, H, W), (N,) or None
-    except OSError as err:  # FileNotFoundError: MNIST is not where it was looked for
-        where = f"--data-root {args.data_root}: " if args.data_root is not None else ""
-        raise CLIError(f"{where}{error_line(err)}") from None
-    if args.subset is not None:
-        if args.subset > images.shape[0]:
-            raise CLIError(f"--subset {args.subset} is more than the {images.shape[0]:,} training images "
-                           "(leave it out to train on all)")
-        images = images[: args.subset]
-        labels = None if labels is None else labels[: args.subset]
-    tensors = (images,) if labels is None else (images, labels)
+def _subset(args: argparse.Namespace, data: TrainingData) -> TrainingData:
+    """``--subset``: the first N images; and the labels a ``--conditional`` run needs, or why they are missing."""
+    if args.conditional and data.labels is None:
+        raise CLIError(f"--conditional trains on (image, label) pairs, but {data.source or 'this data'} has no labels "
+                       "(a folder needs one sub-folder of images per class)")
+    if args.subset is None:
+        return data
+    n = data.images.shape[0]
+    if args.subset > n:
+        raise CLIError(f"--subset {args.subset} is more than the {n:,} training images (leave it out to train on all)")
+    labels = None if data.labels is None else data.labels[: args.subset]
+    return TrainingData(data.images[: args.subset], labels, data.classes, data.source)
+
+
+def _loader(args: argparse.Namespace, trainer: GANTrainer, data: TrainingData) -> TensorLoader:
+    """The training data, moved once onto the training device; one shuffle an epoch, full batches only."""
+    images = data.images.to(trainer.device)  # (N, C, H, W)
+    tensors = (images, data.labels.to(trainer.device)) if args.conditional and data.labels is not None else (images,)
     no_batch = CLIError(f"--subset {args.subset} leaves {images.shape[0]} training images, fewer than one batch "
                         f"(--batch-size {args.batch_size}{' x processes' if trainer.world_size > 1 else ''}): use a "
                         "larger --subset or a smaller --batch-size")
     try:
-        loader = TensorLoader(*tensors, batch_size=args.batch_size, shuffle=True, drop_last=True)
+        loader = TensorLoader(*tensors, batch_size=args.batch_size, shuffle=True, drop_last=True, hflip=args.hflip)
     except ValueError:
         raise no_batch from None
     if len(loader) == 0:
@@ -173,8 +143,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] = (), command: Sequence[st
         args: Parsed options.
         argv: The command line they came from, for the printed resume command.
         command: How the program was started (default: the running interpreter and script).
-        data: The training data (default: :func:`mnist_data`).
-        networks: The networks (default: :func:`build_networks`).
+        data: The training data (default: :func:`~torchgan_lite.cli.sources.default_data`, ``--data``).
+        networks: The networks (default: :func:`~torchgan_lite.cli.sources.build_networks`, ``--arch``).
 
     Returns:
         0 done; 130/143 stopped by SIGINT/SIGTERM (a checkpoint saved when it could be).
@@ -183,7 +153,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] = (), command: Sequence[st
         CLIError: a mistake (status 2) or a failure while training (status 1), in one line.
     """
     try:
-        return _run(args, list(argv), command, data or mnist_data, networks or build_networks)
+        return _run(args, list(argv), command, data or default_data, networks or build_networks)
     except KeyboardInterrupt:  # before fit started (fit's own interruptions are handled in _run)
         print("\ninterrupted before training started; nothing was saved", file=sys.stderr, flush=True)
         return exit_status(signal.SIGINT)
@@ -195,31 +165,32 @@ def _run(args: argparse.Namespace, argv: list[str], command: Sequence[str] | Non
     out: Path = args.out
     _check_out_dir(out)
     resume = resolve_resume(args.resume, out)
-    evaluators = outputs.evaluators(args)  # fail fast, before loading anything
     saved = None if resume is None else saved_options(*resume)
     lr = args.lr if args.lr is not None else (saved["lr"] if saved else _DEFAULT_LR)
+    training = _subset(args, data(args))  # decoded once, on the CPU; draws nothing from torch's RNG
+    classes = training.num_classes if args.conditional else None
+    evaluators = outputs.evaluators(args, training, classes)  # before training, so a mistake costs no epoch
 
     seed_everything(args.seed)  # before building the networks, so the initial weights are the same every run
-    generator, discriminator = networks(args)
+    generator, discriminator = networks(args, training.image_shape, classes)
     parts = build_parts(args.recipe, generator, discriminator, loss=args.loss, lr=lr, n_critic=args.n_critic,
                         batch_size=args.batch_size)
     trainer = _build_trainer(generator, discriminator, parts, args)
     if resume is None and args.resume == "auto" and trainer.is_main_process:
         log.info("no checkpoint in %s: starting afresh", out)
-    options = resolved_options(args, lr, trainer.world_size)
+    options = resolved_options(args, lr, trainer.world_size, training)
     if resume is not None:
         assert saved is not None
         check_resumable(saved, options, resume[0], resume[1])
     trainer.register_state(RunOptions.state_name, RunOptions(options))
     for callback in _with_ema_decay(parts.callbacks, args.ema_decay):  # before any resume: it restores their state
         callback.attach(trainer)
-    loader = _loader(args, trainer, data)  # after the trainer: it shards by rank under torchrun
+    loader = _loader(args, trainer, training)  # after the trainer: it shards by rank under torchrun
 
     # Order matters at each epoch end: metrics first, then the files that show them, the checkpoint last,
     # then run.json (which names the checkpoint's step).
-    for evaluator in evaluators:
-        evaluator.attach(trainer)
-    outputs.attach_reports(trainer, args, out)
+    outputs.attach_evaluators(trainer, evaluators, args, training)
+    outputs.attach_reports(trainer, args, out, classes)
     checkpoint = ModelCheckpoint(out / CHECKPOINT_NAME, every=args.checkpoint_every)
     checkpoint.attach(trainer)
 
@@ -263,8 +234,10 @@ def _run(args: argparse.Namespace, argv: list[str], command: Sequence[str] | Non
         limit = f", stopping at step {args.max_steps}" if args.max_steps is not None else ""
         kind = f"{'conditional ' if args.conditional else ''}{args.arch.upper()}"
         processes = f" x {trainer.world_size} processes" if trainer.world_size > 1 else ""
-        log.info("training the %s GAN on %s%s: %d epochs of %d steps%s, loss %s, recipe %s, lr %g, outputs in %s/",
-                 kind, trainer.device, processes, args.epochs, len(loader), limit, args.loss, args.recipe, lr, out)
+        c, h, w = training.image_shape
+        log.info("training the %s GAN on %s%s, %s images of %dx%dx%d: %d epochs of %d steps%s, loss %s, recipe %s, "
+                 "lr %g, outputs in %s/", kind, trainer.device, processes, training.source or "the", c, h, w,
+                 args.epochs, len(loader), limit, args.loss, args.recipe, lr, out)
     write_run_json("running")
     try:
         trainer.fit(loader, epochs=args.epochs, max_steps=args.max_steps)
@@ -284,7 +257,7 @@ def _run(args: argparse.Namespace, argv: list[str], command: Sequence[str] | Non
     st = trainer.state
     why = (f" (--max-steps {args.max_steps} reached in epoch {st.epoch + 1} of {st.max_epochs})"
            if st.epoch_step and args.max_steps is not None and st.step >= args.max_steps else "")
-    final = "digits_final.png" if args.conditional else "samples_final.png"
+    final = f"{outputs.class_grid_prefix(args)}_final.png" if args.conditional else "samples_final.png"
     if trainer.is_main_process:
         log.info("done: %d of %d epochs completed, step %d%s in %.0f s; samples in %s, losses in %s", st.epoch,
                  st.max_epochs, st.step, why, time.perf_counter() - started, out / final, out / "losses.png")

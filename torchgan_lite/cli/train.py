@@ -1,8 +1,9 @@
 """The training command line: ``torchgan-lite-train`` / ``python -m torchgan_lite.train``.
 
-One option set for every MNIST run of the package: the reference MLP GAN
+One option set for every run of the package: the reference MLP GAN on MNIST
 (``examples/mnist_mlp.py`` is this with its defaults), the class-conditional GAN
-(``--conditional``; ``examples/mnist_conditional.py``), DCGAN networks (``--arch dcgan``),
+(``--conditional``; ``examples/mnist_conditional.py``), DCGAN and ResNet networks
+(``--arch dcgan|resnet``), any image set (``--data``: a folder of images or a set by name),
 the losses and recipes of docs/recipes.md.
 
     torchgan-lite-train --epochs 3                           # a short look at the reference recipe
@@ -10,6 +11,8 @@ the losses and recipes of docs/recipes.md.
     torchgan-lite-train --resume auto                        # carry on from the newest checkpoint in --out
     torchgan-lite-train --conditional --recipe improved      # ask for a digit, get that digit
     torchgan-lite-train --logger tensorboard                 # event files in --out/tensorboard
+    torchgan-lite-train --data ./photos --image-size 64 --hflip --out runs/photos   # your own images (DCGAN)
+    torchgan-lite-train --data cifar10 --arch resnet --conditional                  # a colour set by name
 
 Operations (docs/quickstart.md): Ctrl-C (SIGINT) and ``kill``/``timeout``/Slurm/``docker stop``
 (SIGTERM) finish the step under way, save ``checkpoint.pt``, write ``run.json`` and exit
@@ -24,7 +27,8 @@ on the command line ends in one ``error:`` line and exit 2; a failure while trai
 
 The parts: :mod:`~torchgan_lite.cli.options` (the options), :mod:`~torchgan_lite.cli.resume`
 (which checkpoint, and whether it may be resumed), :mod:`~torchgan_lite.cli.run` (the run),
-:mod:`~torchgan_lite.cli.outputs` (what it writes), :mod:`~torchgan_lite.cli.common` (the
+:mod:`~torchgan_lite.cli.sources` (the data and networks), :mod:`~torchgan_lite.cli.outputs`
+(what it writes), :mod:`~torchgan_lite.cli.common` (the
 error boundary shared with ``sample`` and ``evaluate``).
 """
 
@@ -38,7 +42,8 @@ from torchgan_lite.cli.common import EXIT_FAILED, EXIT_USAGE, entry_point
 from torchgan_lite.cli.options import CONDITIONAL, REFERENCE, CLIDefaults, build_parser, parse_args
 from torchgan_lite.cli.outputs import console_logging
 from torchgan_lite.cli.resume import find_checkpoint, resume_command
-from torchgan_lite.cli.run import DataSource, NetworkBuilder, exit_status
+from torchgan_lite.cli.run import exit_status
+from torchgan_lite.cli.sources import DataSource, NetworkBuilder
 
 __all__ = [
     "CONDITIONAL", "EXIT_FAILED", "EXIT_USAGE", "REFERENCE", "CLIDefaults", "build_parser", "exit_status",
@@ -57,8 +62,8 @@ def main(argv: Sequence[str] | None = None, defaults: CLIDefaults = REFERENCE,
         defaults: The defaults of the calling script (:data:`REFERENCE`, :data:`CONDITIONAL`).
         command: How the program was started, for the printed resume command
             (default: ``sys.executable`` and the script's path).
-        data: Train on this instead of MNIST (:data:`torchgan_lite.cli.run.DataSource`).
-        networks: Train these networks instead of ``--arch``'s (:data:`torchgan_lite.cli.run.NetworkBuilder`).
+        data: Train on this instead of ``--data`` (:data:`torchgan_lite.cli.sources.DataSource`).
+        networks: Train these networks instead of ``--arch``'s (:data:`torchgan_lite.cli.sources.NetworkBuilder`).
 
     Returns:
         0 done; 1 a failure while training; 2 a command-line mistake; 130/143 stopped by SIGINT/SIGTERM.
