@@ -108,6 +108,10 @@ SPECS: dict[str, RecipeSpec] = {
                              "(0, 0.99), generator EMA 0.999 with 500 warm-up updates",
                              loss="rpgan", betas=(0.0, 0.99), r1_gamma=0.05, r1_every=1, r2_gamma=0.05,
                              ema_decay=0.999, ema_warmup=500),
+    # The DCGAN paper's optimiser (Radford et al. 2016: Adam, lr 2e-4, beta1 0.5), nothing else: the training
+    # CLI's default for a folder of images or a colour set (the reference recipe stays MNIST's).
+    "dcgan": RecipeSpec("the DCGAN paper's Adam: 2e-4, betas (0.5, 0.999), real label 1; the default for images "
+                        "other than MNIST", betas=(0.5, 0.999)),
 }
 
 #: Recipe name -> one-line description (for ``--help``).
