@@ -1,18 +1,15 @@
-"""Small helpers shared by the trainer, the examples and the command-line tools."""
+"""The one argument checker of the library: each check names the argument, the value and what was expected.
+
+The command line's argparse types are in :mod:`torchgan_lite.cli.common`.
+"""
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-__all__ = [
-    "check_bool", "check_float", "check_int", "check_path", "check_stream", "describe", "non_negative_int",
-    "positive_float", "positive_int",
-]
+__all__ = ["check_bool", "check_float", "check_int", "check_path", "check_stream", "describe"]
 
 
 def describe(value: object) -> str:
@@ -76,31 +73,3 @@ def check_stream(name: str, value: object) -> object:
         raise TypeError(f"{name} must be None or a text stream with write() (sys.stderr, a file opened "
                         f"with open(..., 'w')), got {describe(value)}")
     return value
-
-
-# --------------------------------------------------------------------------- command-line argument types
-
-
-def _cli_number(text: str, convert: Callable[[str], Any], ok: Callable[[Any], bool], expected: str) -> Any:
-    try:
-        value = convert(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-    if not ok(value):
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """An ``argparse`` type: a whole number >= 1, else a one-line error naming the text."""
-    return int(_cli_number(text, int, lambda v: v >= 1, "a whole number >= 1"))
-
-
-def non_negative_int(text: str) -> int:
-    """An ``argparse`` type: a whole number >= 0."""
-    return int(_cli_number(text, int, lambda v: v >= 0, "a whole number >= 0"))
-
-
-def positive_float(text: str) -> float:
-    """An ``argparse`` type: a finite number > 0."""
-    return float(_cli_number(text, float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0"))
