@@ -232,12 +232,13 @@ def _run(args: argparse.Namespace, argv: list[str], command: Sequence[str] | Non
 
     if trainer.is_main_process:
         limit = f", stopping at step {args.max_steps}" if args.max_steps is not None else ""
-        kind = f"{'conditional ' if args.conditional else ''}{args.arch.upper()}"
+        kind = {"mlp": "MLP GAN", "dcgan": "DCGAN", "resnet": "ResNet GAN"}.get(args.arch, f"{args.arch} GAN")
         processes = f" x {trainer.world_size} processes" if trainer.world_size > 1 else ""
         c, h, w = training.image_shape
-        log.info("training the %s GAN on %s%s, %s images of %dx%dx%d: %d epochs of %d steps%s, loss %s, recipe %s, "
-                 "lr %g, outputs in %s/", kind, trainer.device, processes, training.source or "the", c, h, w,
-                 args.epochs, len(loader), limit, args.loss, args.recipe, lr, out)
+        log.info("training the %s%s on %s%s: %d epochs of %d steps%s, loss %s, recipe %s, lr %g, outputs in %s/; "
+                 "%dx%dx%d images from %s", "conditional " if args.conditional else "", kind, trainer.device,
+                 processes, args.epochs, len(loader), limit, args.loss, args.recipe, lr, out, c, h, w,
+                 training.source or "the data given")
     write_run_json("running")
     try:
         trainer.fit(loader, epochs=args.epochs, max_steps=args.max_steps)
