@@ -348,3 +348,17 @@ def test_layers_linear_runs_torchs_power_iteration_once_per_forward():
     for _ in range(3):
         torch.testing.assert_close(ours(x), plain(x))
     assert torch.equal(ours.parametrizations.weight[0]._u, plain.parametrizations.weight[0]._u)
+
+
+def test_output_spectral_norm_runs_under_bf16_autocast_like_float32():
+    """Found by the conv benchmark: under bf16 autocast the layer's output (and so W v) is bf16 while the
+    bias and u are float32, and sigma's dot product refused the mixed dtypes (the ResNet D's head)."""
+    torch.manual_seed(0)
+    layer = spectral_norm_output(nn.Linear(16, 4))
+    x = torch.randn(8, 16)
+    layer.eval()  # no power iteration: the two calls see the same u, v
+    ref = layer(x)  # (8, 4) float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = layer(x)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.float(), ref, rtol=0.05, atol=0.05)  # bf16 rounding only

@@ -194,10 +194,6 @@ def test_bf16_and_channels_last_reach_every_dcgan_convolution_in_the_library_ste
     assert inputs == ["channels_last"] * 3  # D's first conv: real and fake (D update), fake (G update)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="spectral.py's output spectral norm (the ResNet D's Linear head) calls torch.vdot on a "
-                          "bf16 u and a float32 (W v - bias) under bf16 autocast: 'expected both vectors to have "
-                          "same dtype'. Remove this mark when it is fixed.")
 def test_bf16_and_channels_last_reach_every_resnet_convolution_in_the_library_step():
     seen, inputs = _formats_in_library_step("resnet32")
     assert {dtype for dtype, _ in seen} == {"bfloat16"}

@@ -99,7 +99,8 @@ class OutputSpectralNorm:
         bias = layer.bias
         if output.dim() == 2:  # the pre-hook appended v: the last row is W v + b
             out, wv = output[:-1], output[-1]  # (B, out), (out,)
-            sigma = torch.vdot(_vector(layer, "weight_u").to(wv.dtype), wv if bias is None else wv - bias)
+            wv = wv.float() if bias is None else wv.float() - bias.float()  # (out,): under bf16 autocast too
+            sigma = torch.vdot(_vector(layer, "weight_u").float(), wv)  # 0-d, float32
         else:
             out, sigma = output, self.sigma(layer).to(output.dtype)
         if bias is None:
