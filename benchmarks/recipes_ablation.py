@@ -72,6 +72,8 @@ def spec_for(name: str) -> RecipeSpec:
     """An ABLATIONS entry, or a combination of them written ``+a+b`` (each one's changes to the reference, merged)."""
     if name in ABLATIONS:
         return ABLATIONS[name]
+    if name in SPECS:  # any named recipe of torchgan_lite.recipes (e.g. rpgan-r1r2, dcgan)
+        return SPECS[name]
     parts = [part if part in ABLATIONS else "+" + part for part in name.split("+") if part]
     if len(parts) < 2 or any(part not in ABLATIONS for part in parts):
         raise ValueError(f"unknown config {name!r}: a name from {list(ABLATIONS)} or a combination such as "
