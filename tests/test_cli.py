@@ -103,6 +103,11 @@ def test_both_examples_share_one_option_set_and_differ_only_in_defaults():
         assert (args.data, args.arch, args.recipe) == ("cifar10", "dcgan", "dcgan")
         args = train.parse_args(["--data", "./photos", "--arch", "resnet", "--recipe", "improved"], defaults)
         assert (args.data, args.arch, args.recipe) == ("./photos", "resnet", "improved")
+    # The loss is the recipe's unless given: R3GAN's recipe trains with its own loss.
+    assert train.parse_args([]).loss == "nonsaturating"
+    assert train.parse_args(["--recipe", "rpgan-r1r2"]).loss == "rpgan"
+    assert train.parse_args(["--recipe", "rpgan-r1r2", "--loss", "rpgan"]).loss == "rpgan"
+    assert train.parse_args(["--amp", "auto"]).amp == "auto"
 
 
 @pytest.mark.parametrize("defaults", [train.REFERENCE, train.CONDITIONAL])

@@ -27,6 +27,7 @@ file holding an image tensor; it is loaded at the generator's size and channels.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -41,6 +42,7 @@ from torchgan_lite.cli.common import (
     Parser,
     about_option,
     entry_point,
+    error_line,
     output_file,
     path_arg,
     positive_int,
@@ -157,8 +159,14 @@ def _load_real(args: Any, shape: tuple[int, ...]) -> tuple[torch.Tensor, str, st
     else:
         from torchgan_lite.data.sources import load_images
 
-        images = load_images(source, image_size=h if h == w else None, channels=c, subset=args.data_split,
-                             root=args.data_root)
+        given = [f"--data {source}"] + [f"{flag} {value}" for flag, value in
+                                        (("--data-split", args.data_split), ("--data-root", args.data_root))
+                                        if value is not None]
+        try:  # one line naming every option that chose the images
+            images = load_images(source, image_size=h if h == w else None, channels=c, subset=args.data_split,
+                                 root=args.data_root)
+        except (ValueError, TypeError, OSError) as err:
+            raise CLIError(f"{', '.join(given)}: {error_line(err)}") from err
         x, how = images.images, f"{images.source}, loaded by load_images(image_size={h}, channels={c})"
         if tuple(x.shape[1:]) != shape:
             raise ValueError(f"it gives images of shape {tuple(x.shape[1:])}, but the generator makes {shape}")
@@ -184,8 +192,10 @@ def _mnist(args: Any, generator: torch.nn.Module,
                                              seed=args.seed, batch_size=args.batch_size, device=args.device)
         # Balanced labels on the same seeded noise bank: the samples MetricsCallback scores during training.
         scored = sample_images(generator, n, seed=args.seed, batch_size=args.batch_size)  # (n, 1, 28, 28)
-    result = evaluate_mnist(scored, n=n, batch_size=args.batch_size, data_root=args.data_root, device=args.device,
-                            seed=args.seed)
+    where = contextlib.nullcontext() if args.data_root is None else about_option("--data-root", args.data_root)
+    with where:  # MNIST not found there: the line names the option
+        result = evaluate_mnist(scored, n=n, batch_size=args.batch_size, data_root=args.data_root,
+                                device=args.device, seed=args.seed)
     protocol = {"n_fake": n, "n_real": 10000, "real_source": "the MNIST test set (10,000 images)",
                 "features": {"name": "mnist", "fingerprint": CLASSIFIER_SHA256, "input_shape": [1, 28, 28]},
                 "resize": "none", "floor": f"{n} MNIST training images drawn with seed {args.seed}",

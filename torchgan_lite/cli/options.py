@@ -37,7 +37,7 @@ from torchgan_lite.cli.common import (
 from torchgan_lite.data.sources import NAMED_SETS
 from torchgan_lite.nets.dcgan import IMAGE_SIZES
 from torchgan_lite.nets.resnet import RESNET_IMAGE_SIZES
-from torchgan_lite.recipes import LOSSES, RECIPES
+from torchgan_lite.recipes import LOSSES, RECIPES, SPECS
 
 __all__ = [
     "ARCHS", "CONDITIONAL", "MNIST_LIKE", "NUM_CLASSES", "REFERENCE", "CLIDefaults", "build_parser", "invocation",
@@ -124,9 +124,9 @@ def build_parser(defaults: CLIDefaults = REFERENCE) -> argparse.ArgumentParser:
                        help="; ".join(f"{name}: {text}" for name, text in RECIPES.items())
                        + f"; measured in docs/recipes.md (default: {defaults.recipe} for mnist and fashion-mnist, "
                          f"else {IMAGE_RECIPE})")
-    model.add_argument("--loss", choices=LOSSES, default="nonsaturating",
+    model.add_argument("--loss", choices=LOSSES, default=None,
                        help="GAN loss; wgan-gp is WassersteinLoss + GradientPenalty(10) with 5 critic steps "
-                            "(default: %(default)s)")
+                            "(default: the recipe's: rpgan for rpgan-r1r2, else nonsaturating)")
     model.add_argument("--n-critic", type=positive_int, default=None, metavar="K",
                        help="discriminator steps per generator step (default: 5 for wgan-gp, else 1)")
     model.add_argument("--lr", type=positive_float, default=None, metavar="LR",
@@ -168,8 +168,9 @@ def build_parser(defaults: CLIDefaults = REFERENCE) -> argparse.ArgumentParser:
     dev = p.add_argument_group("device and speed")
     dev.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                      help="auto: CUDA when present, else the CPU (default: %(default)s)")
-    dev.add_argument("--amp", choices=("none", "bf16"), default="none",
-                     help="bf16 autocast for the forward passes (default: %(default)s)")
+    dev.add_argument("--amp", choices=("none", "bf16", "auto"), default="none",
+                     help="bf16 autocast for the forward passes; auto: bf16 where it is a speed-up (a CPU with "
+                          "AVX512-BF16 or AMX, a CUDA GPU with bf16), else float32 (default: %(default)s)")
     dev.add_argument("--compile", action="store_true",
                      help="torch.compile both networks; the first steps are slow while it compiles (default: off)")
 
@@ -208,6 +209,7 @@ def parse_args(argv: Sequence[str] | None = None, defaults: CLIDefaults = REFERE
     mnist_like = args.data in MNIST_LIKE
     args.arch = args.arch or ("mlp" if mnist_like else "dcgan")
     args.recipe = args.recipe or (defaults.recipe if mnist_like else IMAGE_RECIPE)
+    args.loss = args.loss or SPECS[args.recipe].loss or "nonsaturating"
     if args.data_root is not None and not is_named_set(args.data):
         p.error(f"--data-root is where the named sets are read from; --data {args.data} is a folder (leave "
                 "--data-root out)")

@@ -157,6 +157,8 @@ def write_failure(err: BaseException, out: Path, checkpoint: Path) -> str | None
     saving = "save_checkpoint" in frames
     if isinstance(err, OSError):
         where = err.filename or (checkpoint if saving else out)
+        if err.filename is not None and err.errno == errno.ENOSPC:  # the library's message: bytes and free space
+            return str(err).strip().splitlines()[0]
         cause = "no space left on device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
         return f"cannot write {where}: {cause}"
     if saving and isinstance(err, RuntimeError):  # torch.save's writer: "[enforce fail ...] unexpected pos"
