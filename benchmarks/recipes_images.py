@@ -60,7 +60,7 @@ except ImportError:  # pragma: no cover - the script's path
     from recipes_ablation import eval_epochs  # type: ignore[import-not-found,no-redef]
 
 __all__ = ["COLOUR_WEIGHT", "EXTRACTOR_NAME", "LumaColourFeatures", "build_nets", "luma_colour_extractor", "main",
-           "make_trainer", "parse_args", "train_and_score"]
+           "make_trainer", "parse_args", "side_by_side", "train_and_score"]
 
 EXTRACTOR_NAME = "mnist-luma+colour"
 #: Scales the colour descriptor (RGB in [0, 1]) beside the classifier's features. Chosen so that on the
@@ -201,6 +201,48 @@ def train_and_score(recipe: str, args: argparse.Namespace, train_set: Any, evalu
                    "eval_s": round(time.perf_counter() - t0, 1)}
 
 
+LABEL_H, GAP = 16, 8  # pixels above each panel for its label, between panels
+
+
+def side_by_side(panels: list[str], out: Path) -> Path:
+    """Write grids side by side in one RGB PNG, each under its label.
+
+    Args:
+        panels: ``LABEL=PATH`` entries, left to right; ``PATH#X0,Y0,X1,Y1`` takes that box of the image
+            (e.g. one panel of an earlier side-by-side figure).
+        out: The PNG written.
+    """
+    from PIL import Image, ImageDraw
+
+    images, labels = [], []
+    for entry in panels:
+        label, sep, where = entry.partition("=")
+        path, _, box = where.partition("#")
+        if not sep or not path:
+            raise ValueError(f"a panel is LABEL=PATH or LABEL=PATH#X0,Y0,X1,Y1, got {entry!r}")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"panel {label!r}: no image {path}")
+        image = Image.open(path).convert("RGB")
+        if box:
+            try:
+                x0, y0, x1, y1 = (int(v) for v in box.split(","))
+            except ValueError:
+                raise ValueError(f"panel {label!r}: the box must be X0,Y0,X1,Y1 in pixels, got {box!r}") from None
+            image = image.crop((x0, y0, x1, y1))
+        images.append(image)
+        labels.append(label)
+    width = sum(im.width for im in images) + GAP * (len(images) - 1)
+    canvas = Image.new("RGB", (width, max(im.height for im in images) + LABEL_H), color=(255, 255, 255))
+    draw, x = ImageDraw.Draw(canvas), 0
+    for image, label in zip(images, labels):
+        draw.text((x + 2, 2), label, fill=(0, 0, 0))
+        canvas.paste(image, (x, LABEL_H))
+        x += image.width + GAP
+    out.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(out)
+    return out
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--recipes", nargs="+", default=["dcgan", "rpgan-r1r2"], choices=sorted(SPECS),
@@ -224,11 +266,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--machine", default="2-core machine shared with other jobs",
                    help="what else ran on the machine, recorded with each row")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--side-by-side", type=Path, default=None, metavar="PNG",
+                   help="no training: write the --panels grids side by side to this PNG")
+    p.add_argument("--panels", nargs="+", default=[], metavar="LABEL=PATH[#X0,Y0,X1,Y1]",
+                   help="with --side-by-side: the grids, left to right, each under its label")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.side_by_side is not None:
+        try:
+            print(f"wrote {side_by_side(args.panels, args.side_by_side)}")
+        except (ValueError, FileNotFoundError) as err:
+            sys.exit(f"error: {err}")
+        return 0
     torch.set_num_threads(1)
     for flag in ("epochs", "batch_size", "n"):
         if getattr(args, flag) < 1:

@@ -113,3 +113,23 @@ def test_harness_smoke_two_steps_then_continues(tmp_path: Path, monkeypatch: pyt
                                                                       ("rpgan-r1r2", 2, 4)]
     protocol = json.loads(out.with_suffix(".protocol.json").read_text())
     assert protocol["features"]["name"] == "mnist-luma+colour" and protocol["n_real"] == 140
+
+
+def test_side_by_side_places_and_crops_panels(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (20, 10), (255, 0, 0)).save(tmp_path / "a.png")
+    b = Image.new("L", (30, 30), 0)
+    b.paste(200, (10, 5, 20, 25))  # the box the panel keeps
+    b.save(tmp_path / "b.png")
+    out = recipes_images.side_by_side([f"a={tmp_path / 'a.png'}", f"b={tmp_path / 'b.png'}#10,5,20,25"],
+                                      tmp_path / "out.png")
+    im = Image.open(out)
+    gap, label = recipes_images.GAP, recipes_images.LABEL_H
+    assert im.size == (20 + gap + 10, 20 + label)
+    assert im.getpixel((5, label + 5)) == (255, 0, 0)
+    assert im.getpixel((20 + gap + 5, label + 10)) == (200, 200, 200)  # grey panel, made RGB
+    with pytest.raises(ValueError, match="panel"):
+        recipes_images.side_by_side(["no-path"], tmp_path / "x.png")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        recipes_images.side_by_side([f"missing={tmp_path / 'none.png'}"], tmp_path / "x.png")
