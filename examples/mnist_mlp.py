@@ -12,12 +12,13 @@ examples/mnist_conditional.py.
     python examples/mnist_mlp.py --resume auto                    # carry on from the newest checkpoint
     python examples/mnist_mlp.py --loss wgan-gp                   # WGAN-GP, 5 critic steps
     python examples/mnist_mlp.py --recipe improved                # same networks, better samples (docs/recipes.md)
-    python examples/mnist_mlp.py --arch dcgan                     # convolutional networks (torchgan_lite.dcgan)
+    python examples/mnist_mlp.py --arch dcgan                     # convolutional networks (torchgan_lite.nets.dcgan)
     python examples/mnist_mlp.py --logger tensorboard             # and: tensorboard --logdir runs
 
 Outputs in --out (default runs/mnist_mlp): samples_epoch_NNN.png and samples_final.png
 (8x8 grids from one fixed noise bank), losses.png, history.csv, history.jsonl,
-checkpoint.pt, run.json.
+checkpoint.pt, run.json. For your own images, ``torchgan-lite-train --data ./photos
+--image-size 64`` (docs/own-images.md).
 """
 
 from __future__ import annotations
