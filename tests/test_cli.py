@@ -604,20 +604,41 @@ def test_the_dcgan_recipe_is_the_default_for_images_and_resume_checks_the_image_
     assert _train_on(moved, tmp_path / "run", "--epochs", "2", "--resume", "auto") == 0
 
 
-def test_sigterm_then_resume_auto_on_a_folder_with_hflip_equals_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("how", [(), ("--stream", "--workers", "0"), ("--stream", "--workers", "1")],
+                         ids=["in-memory", "streamed", "streamed-1-worker"])
+def test_sigterm_then_resume_auto_on_a_folder_with_hflip_equals_an_uninterrupted_run(tmp_path, how):
     folder = _image_folder(tmp_path / "photos")  # 16 images, batch 4: 4 steps an epoch
-    assert _train_on(folder, tmp_path / "whole", "--epochs", "2", "--hflip") == 0
+    assert _train_on(folder, tmp_path / "whole", "--epochs", "2", "--hflip", *how) == 0
     networks = _calling(1 + 2 * 5 + 1 + 1, _sigterm)  # the D update of step 6, in epoch 2 (grid after step 4)
-    assert _train_on(folder, tmp_path / "cut", "--epochs", "2", "--hflip", "--resume", "auto",
+    assert _train_on(folder, tmp_path / "cut", "--epochs", "2", "--hflip", "--resume", "auto", *how,
                      networks=networks) == 143
-    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["trainer"]["step"] == 6
-    assert _train_on(folder, tmp_path / "cut", "--epochs", "2", "--hflip", "--resume", "auto") == 0
+    cut = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
+    assert cut["trainer"]["step"] == 6 and cut["trainer"]["epoch_step"] == 2  # stopped mid-epoch
+    assert _train_on(folder, tmp_path / "cut", "--epochs", "2", "--hflip", "--resume", "auto", *how) == 0
     whole = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")
     cut = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
     assert whole["trainer"]["step"] == cut["trainer"]["step"] == 8
     for net in ("generator", "discriminator"):
         for key, value in whole[net].items():
             assert torch.equal(value, cut[net][key]), (net, key)
+
+
+def test_streamed_and_in_memory_training_are_the_same_run(tmp_path):
+    folder = _image_folder(tmp_path / "photos")
+    # The same images (decoded alike) in the same order (the same permutations); the flips of --hflip are
+    # drawn from another generator when streamed, so this compares runs without them.
+    assert _train_on(folder, tmp_path / "memory", "--epochs", "2") == 0
+    assert _train_on(folder, tmp_path / "stream", "--epochs", "2", "--stream", "--workers", "0") == 0
+    a = load_checkpoint(tmp_path / "memory" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "stream" / "checkpoint.pt")
+    for net in ("generator", "discriminator"):
+        for key, value in a[net].items():
+            assert torch.equal(value, b[net][key]), (net, key)
+
+
+def test_stream_is_for_folders(capsys):
+    assert train.main(["--data", "cifar10", "--stream"]) == 2
+    assert "--stream" in one_error_line(capsys.readouterr().err)
 
 
 def test_hflip_changes_what_is_trained_on(tmp_path):

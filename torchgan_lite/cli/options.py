@@ -156,6 +156,12 @@ def build_parser(defaults: CLIDefaults = REFERENCE) -> argparse.ArgumentParser:
     run.add_argument("--hflip", action="store_true",
                      help="mirror each training image left-right with probability 1/2, drawn with the data order "
                           "(so a resume repeats it) (default: off)")
+    run.add_argument("--stream", action="store_true",
+                     help="decode each image when it is batched (torchdata's StatefulDataLoader, with --workers "
+                          "processes) instead of once into memory: for a folder larger than memory; a resume is "
+                          "still exact mid-epoch (default: off, decoded once and cached)")
+    run.add_argument("--workers", type=non_negative_int, default=2, metavar="N",
+                     help="decoding processes of --stream (0: in the training process) (default: %(default)s)")
     run.add_argument("--subset", type=positive_int, default=None, metavar="N",
                      help="train on the first N images (MNIST has 60,000), for quick tests (default: all)")
     run.add_argument("--data-root", type=path_arg, default=None, metavar="DIR",
@@ -213,6 +219,9 @@ def parse_args(argv: Sequence[str] | None = None, defaults: CLIDefaults = REFERE
     if args.data_root is not None and not is_named_set(args.data):
         p.error(f"--data-root is where the named sets are read from; --data {args.data} is a folder (leave "
                 "--data-root out)")
+    if args.stream and is_named_set(args.data):
+        p.error(f"--stream decodes a folder of images as it trains; --data {args.data} is a named set, which is "
+                "decoded once into memory (leave --stream out)")
     if args.eval_features is not None and not args.eval_every:
         p.error(f"--eval-features {args.eval_features} scores the samples of --eval-every, which is off (give "
                 "--eval-every N)")

@@ -95,7 +95,8 @@ def evaluators(args: argparse.Namespace, data: TrainingData, num_classes: int | 
         return found
     with about_option("--eval-features", args.eval_features or "inception"):
         return [MetricsCallback(every=args.eval_every, n=args.eval_n, features=args.eval_features or "inception",
-                                real=data.images, source=data.source or None)]
+                                real=data.images if data.dataset is None else lambda: data.real_images(2 * args.eval_n),
+                                source=data.source or None)]
 
 
 def attach_evaluators(trainer: GANTrainer, found: list[Any], args: argparse.Namespace, data: TrainingData) -> None:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
+from torch.utils.data import Subset
 
 from torchgan_lite.callbacks.checkpoint import ModelCheckpoint
 from torchgan_lite.callbacks.ema import GeneratorEMA
@@ -49,6 +50,7 @@ from torchgan_lite.cli.resume import (
     saved_options,
 )
 from torchgan_lite.cli.sources import DataSource, NetworkBuilder, TrainingData, build_networks, default_data
+from torchgan_lite.data.stateful import StatefulLoader
 from torchgan_lite.data.tensor_loader import TensorLoader
 from torchgan_lite.recipes import TrainingParts, build_parts
 from torchgan_lite.training.events import Event
@@ -99,20 +101,28 @@ def _subset(args: argparse.Namespace, data: TrainingData) -> TrainingData:
                        "(a folder needs one sub-folder of images per class)")
     if args.subset is None:
         return data
-    n = data.images.shape[0]
+    n = len(data)
     if args.subset > n:
         raise CLIError(f"--subset {args.subset} is more than the {n:,} training images (leave it out to train on all)")
     labels = None if data.labels is None else data.labels[: args.subset]
+    if data.dataset is not None:
+        return TrainingData(data.images, labels, data.classes, data.source, Subset(data.dataset, range(args.subset)))
     return TrainingData(data.images[: args.subset], labels, data.classes, data.source)
 
 
-def _loader(args: argparse.Namespace, trainer: GANTrainer, data: TrainingData) -> TensorLoader:
-    """The training data, moved once onto the training device; one shuffle an epoch, full batches only."""
-    images = data.images.to(trainer.device)  # (N, C, H, W)
-    tensors = (images, data.labels.to(trainer.device)) if args.conditional and data.labels is not None else (images,)
-    no_batch = CLIError(f"--subset {args.subset} leaves {images.shape[0]} training images, fewer than one batch "
+def _loader(args: argparse.Namespace, trainer: GANTrainer, data: TrainingData) -> TensorLoader | StatefulLoader:
+    """The training data, moved once onto the training device (or, ``--stream``, decoded batch by batch by
+    ``--workers`` processes); one shuffle an epoch, full batches only; either way its position is saved."""
+    no_batch = CLIError(f"--subset {args.subset} leaves {len(data)} training images, fewer than one batch "
                         f"(--batch-size {args.batch_size}{' x processes' if trainer.world_size > 1 else ''}): use a "
                         "larger --subset or a smaller --batch-size")
+    if data.dataset is not None:
+        if len(data) < args.batch_size * trainer.world_size:
+            raise no_batch
+        return StatefulLoader(data.dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                              hflip=args.hflip, num_workers=args.workers, device=trainer.device)
+    images = data.images.to(trainer.device)  # (N, C, H, W)
+    tensors = (images, data.labels.to(trainer.device)) if args.conditional and data.labels is not None else (images,)
     try:
         loader = TensorLoader(*tensors, batch_size=args.batch_size, shuffle=True, drop_last=True, hflip=args.hflip)
     except ValueError:

@@ -17,13 +17,16 @@ import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from torchgan_lite.cli.common import CLIError, about_option
 from torchgan_lite.cli.options import NUM_CLASSES, is_named_set
 from torchgan_lite.data import mnist
+from torchgan_lite.data.images import ImageFolderDataset
 from torchgan_lite.data.sources import load_images
 from torchgan_lite.nets.conditional import conditional_mlp_discriminator, conditional_mlp_generator
 from torchgan_lite.nets.dcgan import IMAGE_SIZES, dcgan_discriminator, dcgan_generator
@@ -42,21 +45,37 @@ class TrainingData:
         labels: int64 classes ``(N,)``, or None for an unlabelled set.
         classes: The class names, in index order (empty: unnamed).
         source: Where the images came from, in words (for ``run.json`` and the metrics' cache).
+        dataset: ``--stream``: the map-style data set the images are decoded from as they are batched
+            (items ``(C, H, W)`` uint8, or ``(image, label)``); ``images`` then holds its first image
+            only, for the shape. None: ``images`` is the whole set.
     """
 
     images: torch.Tensor
     labels: torch.Tensor | None = None
     classes: tuple[str, ...] = ()
     source: str = ""
+    dataset: Dataset[Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, torch.Tensor) or self.images.dim() != 4:
             raise TypeError(f"images must be a tensor (N, C, H, W), got "
                             f"{tuple(self.images.shape) if isinstance(self.images, torch.Tensor) else self.images!r}")
-        if self.labels is not None and (self.labels.dtype != torch.int64
-                                        or tuple(self.labels.shape) != (self.images.shape[0],)):
-            raise TypeError(f"labels must be None or int64 ({self.images.shape[0]},), got {self.labels.dtype} "
+        if self.labels is not None and (self.labels.dtype != torch.int64 or tuple(self.labels.shape) != (len(self),)):
+            raise TypeError(f"labels must be None or int64 ({len(self)},), got {self.labels.dtype} "
                             f"{tuple(self.labels.shape)}")
+
+    def __len__(self) -> int:
+        """How many training images (the data set's, when streamed)."""
+        return len(self.dataset) if self.dataset is not None else int(self.images.shape[0])  # type: ignore[arg-type]
+
+    def real_images(self, n: int) -> torch.Tensor:
+        """Up to ``n`` training images ``(n, C, H, W)`` spread evenly over the set (streamed: decoded now)."""
+        total = len(self)
+        index = torch.linspace(0, total - 1, min(n, total)).round().long().unique()  # (<= n,)
+        if self.dataset is None:
+            return self.images[index]
+        items = [self.dataset[int(i)] for i in index]
+        return torch.stack([item[0] if isinstance(item, tuple) else item for item in items])
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -89,6 +108,8 @@ def load_mnist(data_root: Path | None, conditional: bool,
 
 def default_data(args: argparse.Namespace) -> TrainingData:
     """The default :data:`DataSource`: ``--data`` (with ``--data-root``, ``--image-size``, ``--channels``)."""
+    if getattr(args, "stream", False):
+        return _streamed(args)
     flag, value = ("--data-root", args.data_root) if args.data_root is not None else ("--data", args.data)
     if args.data == "mnist" and args.image_size in (None, 28) and args.channels in (None, 1):
         with about_option(flag, value):  # FileNotFoundError: MNIST is not where it was looked for
@@ -100,6 +121,16 @@ def default_data(args: argparse.Namespace) -> TrainingData:
         found = load_images(args.data, args.image_size, args.channels, root=args.data_root if named else None,
                             download=download)
     return TrainingData(found.images, found.labels, tuple(found.classes), found.source)
+
+
+def _streamed(args: argparse.Namespace) -> TrainingData:
+    """``--stream``: the folder as an :class:`~torchgan_lite.ImageFolderDataset`, decoded as it is batched."""
+    with about_option("--data", args.data):
+        dataset = ImageFolderDataset(args.data, args.image_size, args.channels or 3)
+        first = dataset[0]
+    image = first[0] if isinstance(first, tuple) else first  # (C, H, W) uint8
+    labels = None if dataset.labels is None else torch.as_tensor(dataset.labels, dtype=torch.int64)
+    return TrainingData(image[None], labels, tuple(dataset.classes), f"folder {args.data} (streamed)", dataset)
 
 
 def _square_size(shape: tuple[int, int, int], arch: str, sizes: tuple[int, ...]) -> int:
