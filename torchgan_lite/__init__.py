@@ -5,7 +5,7 @@ The package is a tree of parts; imports run one way, top to bottom (``docs/archi
 - :mod:`torchgan_lite.utils`: argument checks, devices and seeds, process groups.
 - :mod:`torchgan_lite.nets`: generator/discriminator builders, layers, spectral norm, the registry.
 - :mod:`torchgan_lite.losses`: value-only losses, penalties and regularizers, augmentation.
-- :mod:`torchgan_lite.data`: device-resident data and :class:`TensorLoader`.
+- :mod:`torchgan_lite.data`: folders, torchvision sets and MNIST as uint8 tensors, their loaders.
 - :mod:`torchgan_lite.checkpoints`: the checkpoint file format, rebuilding and exporting generators.
 - :mod:`torchgan_lite.metrics`: FD, KID, precision/recall, the offline evaluator.
 - :mod:`torchgan_lite.training`: :class:`GANStep` and its variants, :class:`GANTrainer`, events.

@@ -416,7 +416,7 @@ class LossPlot:
         path: The PNG file.
         every: Epochs between redraws (the plot is also drawn when ``fit`` stops).
         file: Where the missing-matplotlib note goes; None: a warning on the
-            ``"torchgan_lite.reporting"`` logger.
+            ``"torchgan_lite.callbacks.reporting"`` logger.
     """
 
     def __init__(self, path: str | os.PathLike[str], every: int = 1, file: TextIO | None = None) -> None:

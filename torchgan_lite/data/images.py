@@ -304,8 +304,8 @@ def decode_items(items: Sequence[Any], names: Sequence[str], opener: ItemOpener,
             example.setdefault(a.shape[:2], names[i])
         listed = "; ".join(f"{hw[0]}x{hw[1]} (HxW): {n} image(s), e.g. {example[hw]}"
                            for hw, n in sizes.most_common(_MAX_LISTED))
-        raise ValueError(f"the images of {describe_source} differ in size ({listed}): pass image_size=N to resize "
-                         "them all to N x N (short side resized, centre cropped)")
+        raise ValueError(f"the images of {describe_source} differ in size ({listed}): pass image_size=N "
+                         "(--image-size N) to resize them all to N x N (short side resized, centre cropped)")
     h, w = next(iter(sizes))
     out = torch.empty((len(decoded), c, h, w), dtype=torch.uint8)  # (N, C, H, W)
     for j, (_, (a, _, _)) in enumerate(decoded):
@@ -362,7 +362,8 @@ class ImageFolderDataset(Dataset[Any]):
                 self._size = a.shape[:2]
             elif a.shape[:2] != self._size:
                 raise ValueError(f"image {path} is {a.shape[0]}x{a.shape[1]} (HxW) but the folder's images are "
-                                 f"{self._size[0]}x{self._size[1]}: pass image_size=N to resize them all")
+                                 f"{self._size[0]}x{self._size[1]}: pass image_size=N (--image-size N) to resize "
+                                 "them all")
         t = torch.from_numpy(a)
         img = t.expand(self.channels, *a.shape) if a.ndim == 2 else t.permute(2, 0, 1)  # (C, H, W)
         img = img.contiguous()

@@ -31,7 +31,7 @@ from torchgan_lite.data.images import (
     list_images,
     open_image_file,
 )
-from torchgan_lite.data.mnist import DATA_ENV_VAR, resolve_data_root
+from torchgan_lite.data.mnist import DATA_ENV_VAR, default_cache_dir, resolve_data_root
 from torchgan_lite.utils.atomic import atomic_open
 from torchgan_lite.utils.checks import check_int, check_path, describe
 from torchgan_lite.utils.paths import CACHE_ENV_VAR, cache_dir
@@ -238,8 +238,10 @@ def _torchvision_set(name: str, spec: _Named, split: str, folder: Path, download
     kwargs: dict[str, Any] = {"train": split == "train"} if spec.by_train_flag else {"split": split}
     if name == "celeba":
         kwargs["target_type"] = []  # the images only: no attribute targets are read
-    how = (f"pass download=True (the CLI: --download) to fetch it into {folder}, or point "
-           f"${DATA_ENV_VAR} or root=... at a folder holding {spec.layout} in torchvision's layout")
+    how = (f"from Python, pass download=True to fetch it into {folder}; torchgan-lite-train fetches it by "
+           f"itself into the user cache folder ({default_cache_dir()}) when neither --data-root nor "
+           f"${DATA_ENV_VAR} is set; or point ${DATA_ENV_VAR} or root=... (--data-root) at a folder holding "
+           f"{spec.layout} in torchvision's layout")
     # Not found: torchvision's RuntimeError; a failed download: URLError, HTTPError, BadZipFile, gdown's errors...
     expected: tuple[type[Exception], ...] = (Exception,) if download else (RuntimeError, OSError)
     try:
@@ -248,7 +250,8 @@ def _torchvision_set(name: str, spec: _Named, split: str, folder: Path, download
         if download:
             raise FileNotFoundError(f"{name} ({split}) could not be downloaded into {folder} ({from_where}): "
                                     f"{type(err).__name__}: {err}. Download it by hand into {folder} "
-                                    f"({spec.layout}) or point ${DATA_ENV_VAR} or root=... at a copy") from err
+                                    f"({spec.layout}) or point ${DATA_ENV_VAR} or root=... (--data-root) at a "
+                                    "copy") from err
         raise FileNotFoundError(f"{name} ({split}) not found in {folder} ({from_where}): looked for "
                                 f"{folder / spec.layout.split(' ')[0]}; {how}") from err
 

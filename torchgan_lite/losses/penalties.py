@@ -236,7 +236,7 @@ class LazyRegularizer:
     saved by :meth:`state_dict`.
 
     Args:
-        reg: The regularizer to thin out, e.g. ``losses.R1Penalty(10)``: called
+        reg: The regularizer to thin out, e.g. ``R1Penalty(10)``: called
             ``reg(D, real, fake)``, or ``reg(real_logits, fake_logits)`` if it sets ``uses_logits``.
         every: The interval k (StyleGAN2: 16); 1 is the plain regularizer.
 

@@ -19,7 +19,7 @@ Both carry ``num_classes``; the generator also carries ``latent_dim``, so
 int64 tensor ``(B,)`` with one class index per sample; anything else raises a
 ``TypeError``/``ValueError`` that says what was given.
 
-Both builders are registered (:mod:`torchgan_lite.registry`): the modules record how
+Both builders are registered (:mod:`torchgan_lite.nets.registry`): the modules record how
 they were built in ``module.config``, which checkpoints save.
 """
 

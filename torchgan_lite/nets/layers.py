@@ -217,7 +217,7 @@ def use_onednn_linear(module: nn.Module) -> nn.Module:
     parameters are the same objects, so existing references stay valid either way.
 
     Args:
-        module: A built network, e.g. ``models.mlp_discriminator()``.
+        module: A built network, e.g. ``mlp_discriminator()``.
 
     Raises:
         TypeError: ``module`` is not an ``nn.Module``.

@@ -20,8 +20,8 @@ private operator: :func:`torchgan_lite.nets.layers.use_onednn_linear`.)
 
 A generator declares ``latent_dim`` (an int attribute) so the trainer can draw
 noise for it; a custom generator may declare it too, or the trainer is told. Both
-declare ``num_classes = None`` (unconditional; see :mod:`torchgan_lite.conditional`).
-The builders are registered (:mod:`torchgan_lite.registry`): each module records its
+declare ``num_classes = None`` (unconditional; see :mod:`torchgan_lite.nets.conditional`).
+The builders are registered (:mod:`torchgan_lite.nets.registry`): each module records its
 builder and arguments in ``module.config``, which checkpoints save.
 """
 

@@ -13,14 +13,16 @@ refused with a ``TypeError`` naming it. Checkpoints save :func:`module_config` o
 networks, and :func:`build` rebuilds a module from it (nanoGPT's ``model_args``; timm's
 ``create_model``):
 
-    g = models.mlp_generator(latent_dim=64)
-    again = registry.build(registry.module_config(g))   # same architecture, fresh weights
+    from torchgan_lite import build, mlp_generator, module_config
+
+    g = mlp_generator(latent_dim=64)
+    again = build(module_config(g))   # same architecture, fresh weights
     again.load_state_dict(g.state_dict())
 
-The library's builders (:mod:`~torchgan_lite.models`, :mod:`~torchgan_lite.conditional`,
-:mod:`~torchgan_lite.dcgan`) are registered when ``torchgan_lite`` is imported; a
-builder of your own is registered by decorating it, and rebuilds once the module that
-defines it has been imported.
+The library's builders (:mod:`~torchgan_lite.nets.mlp`, :mod:`~torchgan_lite.nets.conditional`,
+:mod:`~torchgan_lite.nets.dcgan`, :mod:`~torchgan_lite.nets.resnet`) are registered when
+``torchgan_lite`` is imported; a builder of your own is registered by decorating it, and
+rebuilds once the module that defines it has been imported.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ construction, as small objects with one job each, not as flags on this path:
 
 - ``sync``: the data-parallel gradient average (``NoSync`` on one process,
   :class:`~torchgan_lite.utils.distributed.AllReduceSync` on several);
-- ``guard``: the non-finite checks (:mod:`torchgan_lite.guard`);
+- ``guard``: the non-finite checks (:mod:`torchgan_lite.training.guard`);
 - ``augment``: a differentiable augmentation of every discriminator input, or none.
 
 Other implementations of the same interface: :class:`~torchgan_lite.training.graphed.CudaGraphStep`
