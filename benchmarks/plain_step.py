@@ -51,8 +51,9 @@ class TutorialLiteralStep(GANStep):
         real_logits, fake_logits = real_logits.detach(), fake_logits.detach()
         return DUpdate(d_loss.detach(), real_logits.mean(), fake_logits.mean(), real_logits.sign().mean())
 
-    def generator_update(self, batch_size: int) -> torch.Tensor:
-        z, fake_labels = self.noise(batch_size)  # (B, latent)
+    def generator_update(self, batch_size: int, real: torch.Tensor | None = None,
+                         labels: torch.Tensor | None = None) -> torch.Tensor:
+        z, fake_labels = self.noise(batch_size)  # (B, latent); the tutorial's loss needs no real logits
         g_loss = self.loss.generator_loss(self.logits(self.generate(z, fake_labels), fake_labels))
         self.g_optimizer.zero_grad(set_to_none=False)
         g_loss.backward()  # D's weight gradients too, as the tutorial's G step computes them

@@ -75,7 +75,8 @@ def test_a_resumed_run_continues_the_schedule_exactly(tmp_path, tiny_data):
     assert saved["extra"]["lr_schedule_g"]["scheduler"]["last_epoch"] == 5
     resumed = run(9, resume=path)
     for opt in ("g_optimizer", "d_optimizer"):
-        assert getattr(resumed, opt).param_groups[0]["lr"] == getattr(straight, opt).param_groups[0]["lr"]
+        got, want = getattr(resumed.gan_step, opt), getattr(straight.gan_step, opt)
+        assert got.param_groups[0]["lr"] == want.param_groups[0]["lr"]
     for got, want in zip(resumed.generator.parameters(), straight.generator.parameters()):
         assert torch.equal(got, want)
 

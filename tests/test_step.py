@@ -172,21 +172,6 @@ def test_resume_refuses_another_loss_and_n_critic_naming_them(tmp_path):
     assert wgan.state.step == 0
 
 
-def test_a_format_1_checkpoint_still_loads(tmp_path):
-    t = _trainer()
-    t.fit(TensorLoader(_data(), batch_size=16), epochs=1, max_steps=3)
-    v2 = t.state_dict()
-    step = v2.pop("step")
-    v1 = {**{k: v for k, v in v2.items() if k != "models"}, "g_optimizer": step["g_optimizer"],
-          "d_optimizer": step["d_optimizer"], "regularizers": step["regularizers"]}
-    v1["trainer"] = {**v1["trainer"], "g_optimizer_type": "Adam", "d_optimizer_type": "Adam", "n_critic": 1}
-    fresh = _trainer()
-    fresh.load_state_dict(v1, source="v1")
-    assert fresh.state.step == 3
-    for a, b in zip(t.gan_step.g_optimizer.state.values(), fresh.g_optimizer.state.values()):
-        assert torch.equal(a["exp_avg"], b["exp_avg"])
-
-
 def test_sigterm_stops_after_the_step_and_the_checkpoint_holds_it(tmp_path):
     t = _trainer()
     ModelCheckpoint(tmp_path / "c.pt", every=100).attach(t)
