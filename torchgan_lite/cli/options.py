@@ -178,7 +178,9 @@ def build_parser(defaults: CLIDefaults = REFERENCE) -> argparse.ArgumentParser:
                      help="bf16 autocast for the forward passes; auto: bf16 where it is a speed-up (a CPU with "
                           "AVX512-BF16 or AMX, a CUDA GPU with bf16), else float32 (default: %(default)s)")
     dev.add_argument("--compile", action="store_true",
-                     help="torch.compile both networks; the first steps are slow while it compiles (default: off)")
+                     help="torch.compile both networks; the first steps are slow while it compiles. Not a speed-up on "
+                          "a CPU: slower than the eager step on every CPU measured (docs/benchmarks.md); for GPUs "
+                          "(default: off)")
 
     out = p.add_argument_group("outputs and resuming")
     out.add_argument("--out", type=output_dir, default=Path(defaults.out), metavar="DIR",
