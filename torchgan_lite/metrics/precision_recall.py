@@ -64,15 +64,7 @@ def precision_recall(real: Any, fake: Any, k: int = 3, chunk_size: int = 512,
     Returns:
         ``(precision, recall)``, each in [0, 1].
     """
-    r, f = as_float64("real", real, 2), as_float64("fake", fake, 2)
-    if r.shape[1] != f.shape[1]:
-        raise ValueError(f"real has {r.shape[1]} features per row but fake has {f.shape[1]}: they must match")
-    chunk_size = _check_chunk(chunk_size)
-    if real_radii is None:
-        real_radii = knn_radii(r, k, chunk_size)
-    elif not isinstance(real_radii, torch.Tensor) or real_radii.shape != (r.shape[0],):
-        raise ValueError(f"real_radii must be a tensor of shape ({r.shape[0]},), got "
-                         f"{getattr(real_radii, 'shape', type(real_radii).__name__)}")
+    r, f, chunk_size, real_radii = _checked_sets(real, fake, k, chunk_size, real_radii)
     fake_r2 = knn_radii(f, k, chunk_size) ** 2  # (N_f,)
     real_r2 = real_radii.double() ** 2  # (N_r,)
     real_sq = (r * r).sum(1)  # (N_r,)
@@ -83,6 +75,21 @@ def precision_recall(real: Any, fake: Any, k: int = 3, chunk_size: int = 512,
         fake_inside[i : i + chunk_size] = (d2 <= real_r2[None, :]).any(1)
         real_inside |= (d2 <= fake_r2[i : i + chunk_size, None]).any(0)
     return float(fake_inside.double().mean()), float(real_inside.double().mean())
+
+
+def _checked_sets(real: Any, fake: Any, k: int, chunk_size: object, real_radii: torch.Tensor | None
+                  ) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
+    """Both metrics' arguments checked: float64 ``(N_r, D)`` and ``(N_f, D)``, the chunk, the real radii."""
+    r, f = as_float64("real", real, 2), as_float64("fake", fake, 2)
+    if r.shape[1] != f.shape[1]:
+        raise ValueError(f"real has {r.shape[1]} features per row but fake has {f.shape[1]}: they must match")
+    chunk = _check_chunk(chunk_size)
+    if real_radii is None:
+        real_radii = knn_radii(r, k, chunk)
+    elif not isinstance(real_radii, torch.Tensor) or real_radii.shape != (r.shape[0],):
+        raise ValueError(f"real_radii must be a tensor of shape ({r.shape[0]},), got "
+                         f"{getattr(real_radii, 'shape', type(real_radii).__name__)}")
+    return r, f, chunk, real_radii
 
 
 def density_coverage(real: Any, fake: Any, k: int = 5, chunk_size: int = 512,
@@ -107,15 +114,7 @@ def density_coverage(real: Any, fake: Any, k: int = 5, chunk_size: int = 512,
     Returns:
         ``(density, coverage)``.
     """
-    r, f = as_float64("real", real, 2), as_float64("fake", fake, 2)
-    if r.shape[1] != f.shape[1]:
-        raise ValueError(f"real has {r.shape[1]} features per row but fake has {f.shape[1]}: they must match")
-    chunk_size = _check_chunk(chunk_size)
-    if real_radii is None:
-        real_radii = knn_radii(r, k, chunk_size)
-    elif not isinstance(real_radii, torch.Tensor) or real_radii.shape != (r.shape[0],):
-        raise ValueError(f"real_radii must be a tensor of shape ({r.shape[0]},), got "
-                         f"{getattr(real_radii, 'shape', type(real_radii).__name__)}")
+    r, f, chunk_size, real_radii = _checked_sets(real, fake, k, chunk_size, real_radii)
     real_r2 = real_radii.double() ** 2  # (N_r,)
     real_sq = (r * r).sum(1)  # (N_r,)
     inside = 0.0  # (fake, real ball) pairs
