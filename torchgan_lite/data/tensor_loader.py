@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from torchgan_lite.utils.checks import check_bool, describe
+from torchgan_lite.utils.checks import check_bool, check_int, describe
 
 __all__ = ["TensorLoader", "flip_mask", "hflip_batch", "to_unit_range"]
 
@@ -103,10 +103,7 @@ class TensorLoader:
                 raise ValueError(f"tensors[{i}] has {t.shape[0]} rows but tensors[0] has {n}: they must match")
             if t.device != tensors[0].device:
                 raise ValueError(f"tensors[{i}] is on {t.device} but tensors[0] is on {tensors[0].device}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-            raise TypeError(f"batch_size must be an int, got {batch_size!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_int("batch_size", batch_size, 1)
         if n == 0:
             raise ValueError("TensorLoader got an empty dataset (0 rows): nothing to train on")
         if drop_last and batch_size > n:

@@ -19,14 +19,13 @@ from typing import Any
 import torch
 
 from torchgan_lite.metrics.frechet import as_float64
+from torchgan_lite.utils.checks import check_int
 
 __all__ = ["density_coverage", "knn_radii", "precision_recall"]
 
 
 def _check_chunk(chunk_size: object) -> int:
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
-    return chunk_size
+    return check_int("chunk_size", chunk_size, 1)
 
 
 def _sq_dists(a: torch.Tensor, b: torch.Tensor, b_sq: torch.Tensor) -> torch.Tensor:
@@ -37,8 +36,7 @@ def _sq_dists(a: torch.Tensor, b: torch.Tensor, b_sq: torch.Tensor) -> torch.Ten
 def knn_radii(feats: Any, k: int = 3, chunk_size: int = 512) -> torch.Tensor:
     """Distance from each row of ``feats`` ``(N, D)`` to its k-th nearest other row: ``(N,)`` float64."""
     x = as_float64("feats", feats, 2)  # (N, D)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be an int >= 1, got {k!r}")
+    check_int("k", k, 1)
     if x.shape[0] <= k:
         raise ValueError(f"feats needs more than k={k} rows to find k nearest neighbours, got {x.shape[0]}")
     chunk_size = _check_chunk(chunk_size)
