@@ -12,6 +12,8 @@ scored with truncated noise, since neither changes training. One process, one th
         --out benchmarks/results/recipes_ablation_cpu.jsonl
     python benchmarks/recipes_ablation.py --configs improved improved-r1 --epochs 50 --eval-at 10,20,30,40 \\
         --run-dir runs/recipes --out benchmarks/results/recipes_long/improved.jsonl
+    python benchmarks/recipes_ablation.py --configs rpgan-r1r2 --epochs 20 --eval-at 10 \
+        --out benchmarks/results/recipes_images/mnist_rpgan-r1r2_s0.jsonl   # any recipe of torchgan_lite.recipes
     python benchmarks/recipes_ablation.py --time --rounds 5      # paired step times, no training run
 
 ``--eval-at`` scores a run at several epochs on its way to ``--epochs``; ``--run-dir`` keeps each

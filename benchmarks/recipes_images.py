@@ -297,12 +297,12 @@ def main(argv: list[str] | None = None) -> int:
                                                              limit=args.subset)
     train_set = train_set.to(args.device)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.with_suffix(".protocol.json").open("w") as f:
-        json.dump(evaluator.protocol, f, indent=1)
     for recipe in args.recipes:
         for row in train_and_score(recipe, args, train_set, evaluator):
             with args.out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
+            # after a scoring, so the extractor's width is known even when the reference came from the cache
+            args.out.with_suffix(".protocol.json").write_text(json.dumps(evaluator.protocol, indent=1) + "\n")
             print(json.dumps({k: row.get(k) for k in ("recipe", "seed", "epochs", "weights", "fd", "kid_mean",
                                                       "real_fd", "real_kid_mean", "train_s_this_process")}),
                   flush=True)

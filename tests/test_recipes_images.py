@@ -113,6 +113,7 @@ def test_harness_smoke_two_steps_then_continues(tmp_path: Path, monkeypatch: pyt
                                                                       ("rpgan-r1r2", 2, 4)]
     protocol = json.loads(out.with_suffix(".protocol.json").read_text())
     assert protocol["features"]["name"] == "mnist-luma+colour" and protocol["n_real"] == 140
+    assert protocol["features"]["feature_dim"] == 134  # known although the second run's reference was cached
 
 
 def test_side_by_side_places_and_crops_panels(tmp_path: Path) -> None:
