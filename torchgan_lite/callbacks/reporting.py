@@ -34,6 +34,7 @@ import torch
 from torchgan_lite.training.events import Event, RemovableHandle
 from torchgan_lite.utils.atomic import atomic_open
 from torchgan_lite.utils.checks import check_bool, check_int, check_path, check_stream, describe
+from torchgan_lite.utils.cycles import collect_own_cycles
 
 if TYPE_CHECKING:
     from torchgan_lite.training.state import EpochStats
@@ -209,13 +210,18 @@ def plot_losses(history: Sequence[EpochStats | Mapping[str, Any]], path: str | o
     path = _check_path("path", path)
     _check_history(history)
     _check_str("title", title)
+    with collect_own_cycles():  # the figure is a web of reference cycles: freed here, not at a full collection
+        _draw_losses([_row_dict(h) for h in history], path, title)
+    return path
+
+
+def _draw_losses(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
     except ModuleNotFoundError as err:
         raise ModuleNotFoundError("plot_losses needs matplotlib: pip install 'torchgan_lite[plot]'") from err
-    rows = [_row_dict(h) for h in history]
     epochs = [r["epoch"] for r in rows]
     fig = Figure(figsize=(6.4, 4.0), dpi=100)
     FigureCanvasAgg(fig)
@@ -237,7 +243,6 @@ def plot_losses(history: Sequence[EpochStats | Mapping[str, Any]], path: str | o
     fig.tight_layout()
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png")
-    return path
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
