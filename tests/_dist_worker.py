@@ -37,6 +37,7 @@ from torchgan_lite import GANTrainer, StepConfig, TensorLoader, seed_everything
 from torchgan_lite.callbacks import checkpoint
 from torchgan_lite.losses import adversarial as losses
 from torchgan_lite.nets import mlp as models
+from torchgan_lite.utils.distributed import shutdown
 
 __all__ = ["GLOBAL_BATCH", "LATENT", "MID_STEP", "N_ROWS", "SHAPE", "TOTAL_EPOCHS", "main", "scenario_dp",
            "scenario_single", "scenario_single_resume", "synthetic_images"]
@@ -199,7 +200,10 @@ def main(argv: list[str]) -> int:
     if scenario != "dp":
         raise ValueError(f"scenario must be 'dp' (the others run in the test process), got {scenario!r}")
     torch.set_num_threads(1)
-    scenario_dp(out, synthetic_images())
+    try:
+        scenario_dp(out, synthetic_images())
+    finally:
+        shutdown()  # a gloo process that exits with its group alive can abort (-6)
     return 0
 
 

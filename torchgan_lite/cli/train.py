@@ -44,6 +44,7 @@ from torchgan_lite.cli.outputs import console_logging
 from torchgan_lite.cli.resume import find_checkpoint, resume_command
 from torchgan_lite.cli.run import exit_status
 from torchgan_lite.cli.sources import DataSource, NetworkBuilder
+from torchgan_lite.utils import distributed
 
 __all__ = [
     "CONDITIONAL", "EXIT_FAILED", "EXIT_USAGE", "REFERENCE", "CLIDefaults", "build_parser", "exit_status",
@@ -71,7 +72,10 @@ def main(argv: Sequence[str] | None = None, defaults: CLIDefaults = REFERENCE,
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv, defaults)
     with console_logging():
-        return run_module.run(args, argv, command, data=data, networks=networks)
+        try:
+            return run_module.run(args, argv, command, data=data, networks=networks)
+        finally:
+            distributed.shutdown()  # under torchrun: the group the trainer created, torn down before exit
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from torch import nn
 
 __all__ = [
     "AllReduceSync", "all_reduce_gradients", "all_reduce_max", "all_reduce_mean", "all_reduce_min",
-    "broadcast_module", "init_from_env", "rank_and_world"
+    "broadcast_module", "init_from_env", "rank_and_world", "shutdown",
 ]
 
 
@@ -50,6 +50,16 @@ def init_from_env(device: torch.device) -> tuple[int, int]:
     if dist.is_available() and not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return rank_and_world()
+
+
+def shutdown() -> None:
+    """Destroy the default process group, if one is initialised: what a torchrun script does before it exits.
+
+    Without it a gloo process can abort at interpreter exit ("terminate called without an active
+    exception", exit status -6) while the group's threads are still alive.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()  # no barrier: a rank that failed must not wait for the others
 
 
 def broadcast_module(module: nn.Module, src: int = 0) -> None:
