@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from torchgan_lite.utils.paths import user_cache_dir
+
 __all__ = ["DATA_ENV_VAR", "default_cache_dir", "mnist", "mnist_with_labels", "resolve_data_root"]
 
 DATA_ENV_VAR = "TORCHGAN_LITE_DATA"
@@ -28,8 +30,7 @@ _MNIST_FILES = {
 def default_cache_dir() -> Path:
     """The user cache folder MNIST is downloaded into: ``$XDG_CACHE_HOME/torchgan_lite``, else
     ``~/.cache/torchgan_lite`` (the same folder whatever the working directory)."""
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "torchgan_lite"
+    return user_cache_dir()
 
 
 def resolve_data_root(root: str | os.PathLike[str] | None = None) -> tuple[Path, bool]:
