@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchgan_lite.nets.conditional import check_labels as check_label_tensor
 from torchgan_lite.utils.checks import check_int
 
 __all__ = [
@@ -264,13 +265,12 @@ def check_sample_request(n: object, z: object, labels: object, *, latent_dim: in
 
 def check_labels(labels: object, n: int, num_classes: int, device: torch.device, name: str = "labels"
                  ) -> torch.Tensor:
-    """Class indices: an int64 tensor ``(n,)`` in ``[0, num_classes)``; returned on ``device``."""
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(labels).__name__}")
-    if labels.dtype != torch.int64:
-        raise TypeError(f"{name} must be int64 class indices, got dtype {labels.dtype}")
-    if tuple(labels.shape) != (n,):
-        raise ValueError(f"{name} must have shape ({n},), one per sample, got {tuple(labels.shape)}")
+    """Class indices: an int64 tensor ``(n,)`` in ``[0, num_classes)``; returned on ``device``.
+
+    The builders' dtype and shape check (:func:`torchgan_lite.nets.conditional.check_labels`), plus
+    the values where reading them is free (on the host).
+    """
+    labels = check_label_tensor(labels, n, num_classes, name)
     if labels.device.type == "cpu":  # a free check on the host; on a GPU it would be a sync per step
         lo, hi = int(labels.min()), int(labels.max())
         if lo < 0 or hi >= num_classes:
