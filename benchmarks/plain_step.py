@@ -25,7 +25,7 @@ import torch
 from torchgan_lite.training.state import StepResult
 from torchgan_lite.training.step import DUpdate, GANStep
 
-__all__ = ["TutorialLiteralStep", "tutorial_adam"]
+__all__ = ["TutorialLiteralStep", "TwoCallStep", "tutorial_adam"]
 
 
 def tutorial_adam(params: Any) -> torch.optim.Adam:
@@ -37,8 +37,13 @@ class TutorialLiteralStep(GANStep):
     """The tutorial's step structure on the library's models (see the module docstring).
 
     Regularizers, augmentation, ``amp``, the non-finite guard and the gradient sync are
-    ignored: this is a float32 benchmark baseline of the reference recipe only.
+    ignored: this is a float32 benchmark baseline of the reference recipe only. Real and fake
+    are scored in two discriminator calls, as the tutorial does.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._score_once = False  # the tutorial's two calls, D(real) then D(fake)
 
     def discriminator_update(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> DUpdate:
         z, fake_labels = self.noise(real.shape[0])  # (B, latent)
@@ -64,3 +69,12 @@ class TutorialLiteralStep(GANStep):
         result = super().step(real, labels)
         result.as_dict()  # the tutorial reads each loss on the host every step
         return result
+
+
+class TwoCallStep(GANStep):
+    """The default step scoring real and fake in two discriminator calls, as it did before the
+    MLP discriminators declared ``independent_samples``: the "before" of that change, run beside it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._score_once = False

@@ -72,7 +72,8 @@ def analytic_flops(batch: int, tutorial: bool, sizes: LayerSizes = LayerSizes())
     that of its first layer, one step is:
 
     - D update: G forward (fakes), 2 D forwards (real, fake), 2 D backwards with
-      weight gradients and input gradients below the first layer: ``G + 2D + 2(2D - D1)``;
+      weight gradients and input gradients below the first layer: ``G + 2D + 2(2D - D1)``
+      (the same when the library scores ``cat([real, fake])`` in one call of 2B rows);
     - G update: G forward, D forward, D input gradients ``D``, G weight and input
       gradients ``2G - G1``; the tutorial also computes D's weight gradients, ``+D``.
 

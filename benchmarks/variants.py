@@ -26,7 +26,7 @@ import torch
 
 from torchgan_lite.training.fused import FusedDiscriminatorStep
 
-from .plain_step import TutorialLiteralStep
+from .plain_step import TutorialLiteralStep, TwoCallStep
 
 __all__ = [
     "BASELINE",
@@ -130,8 +130,10 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("nn_layers", {}, d_kwargs={"fast_layers": False}, g_kwargs={"fast_layers": False}, end_to_end=False),
     # The opt-in oneDNN Linear (a private operator; layers.use_onednn_linear) on the default step.
     Variant("onednn", {}, onednn=True, end_to_end=False),
-    # One D call on cat([real, fake]) (opt-in: it assumes D treats samples independently).
+    # One D call on cat([real, fake]), forced (what `default` now does for the MLP discriminator,
+    # which declares independent_samples); `two_calls` is the default step as it was before, D(real), D(fake).
     Variant("fused_d", {"step_class": FusedDiscriminatorStep}, end_to_end=False),
+    Variant("two_calls", {"step_class": TwoCallStep}, end_to_end=False),
     # The step through torch.compile (CompiledGANStep), fp32 and bf16.
     Variant("compiled", {"compile": True}),
     Variant("compiled+bf16", {"compile": True, "amp": "bf16"}, needs_bf16=True),

@@ -183,15 +183,18 @@ def test_only_a_needs_real_logits_loss_scores_the_reals_in_the_generator_update(
     step.generator_update(16, _data(16))
     assert d_calls[0] == calls
     d_calls[0] = 0
-    step.step(_data(16))  # D update: real and fake (2 calls), then the generator update
-    assert d_calls[0] == 2 + calls
+    step.step(_data(16))  # D update: real and fake in one call (the MLP D declares independent_samples), then G's
+    assert d_calls[0] == 1 + calls
 
 
 def test_fused_step_scores_real_and_fake_in_one_call_and_matches_the_eager_step():
     fused = _step(FusedDiscriminatorStep)
     d_calls = _count_calls(fused.discriminator)
     fused.generator_update(16, _data(16))
-    assert d_calls[0] == 1  # cat([real, fake]) in the generator update too
+    assert d_calls[0] == 2  # the generator update scores the reals in their own call, with no graph
+    d_calls[0] = 0
+    fused.discriminator_update(_data(16))
+    assert d_calls[0] == 1  # cat([real, fake])
     _assert_same_training(_step(GANStep), _step(FusedDiscriminatorStep))
 
 
@@ -235,7 +238,9 @@ def test_conditional_and_bf16_steps_pass_the_real_labels_along():
     labels = torch.tensor([0, 1, 2, 0])
     result = step.step(_data(4), labels)
     assert torch.isfinite(torch.stack(result.as_tuple())).all()
-    assert sum(torch.equal(y, labels) for y in seen) == 2  # D(real, labels) in both updates
+    # D update: one call on cat([real, fake]) with cat([labels, fake_labels]); G update: D(real, labels)
+    assert len(seen) == 3 and seen[0].shape == (8,) and torch.equal(seen[0][:4], labels)
+    assert sum(torch.equal(y, labels) for y in seen[1:]) == 1
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

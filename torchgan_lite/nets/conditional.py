@@ -100,6 +100,9 @@ class ConditionalMLPDiscriminator(nn.Module):
         super().__init__()
         linear, dropout_layer = layer_types(fast_layers)
         self.num_classes = num_classes
+        # Each logit depends on its own sample only; the step may score real and fake in one call
+        # (training.step.scores_in_one_call, which still checks for batch and spectral norm).
+        self.independent_samples = True
         self.in_shape = in_shape
         self.projection = projection
         width = math.prod(in_shape)

@@ -160,6 +160,9 @@ class DCGANDiscriminator(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.in_shape = (channels, image_size, image_size)
+        # Each logit depends on its own sample only; the step may score real and fake in one call
+        # (training.step.scores_in_one_call, which still checks for batch and spectral norm).
+        self.independent_samples = True
         widths = _widths(image_size, base_width)  # e.g. 28: [w, 2w]; 128: [w, 2w, 4w, 8w, 8w]
         layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(negative_slope)]
         for w_in, w_out in itertools.pairwise(widths):

@@ -85,6 +85,9 @@ class MLPDiscriminator(nn.Module):
                  fast_layers: bool = True):
         super().__init__()
         self.num_classes: int | None = None  # unconditional: called as D(x)
+        # Each logit depends on its own sample only; the step may score real and fake in one call
+        # (training.step.scores_in_one_call, which still checks for batch and spectral norm).
+        self.independent_samples = True
         self.in_shape = in_shape
         linear, dropout_layer = layer_types(fast_layers)
         layers: list[nn.Module] = []

@@ -120,6 +120,9 @@ class ResNetDiscriminator(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         self.in_shape = (channels, image_size, image_size)
+        # Each logit depends on its own sample only; the step may score real and fake in one call
+        # (training.step.scores_in_one_call, which still checks for batch and spectral norm).
+        self.independent_samples = True
         blocks, w_in = [], channels
         for i, (multiplier, down) in enumerate(_D_BLOCKS[image_size]):
             blocks.append(ResidualDownBlock(w_in, base_width * multiplier, downsample=down, preactivation=i > 0))

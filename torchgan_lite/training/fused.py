@@ -1,17 +1,19 @@
-"""FusedDiscriminatorStep: the step with one discriminator call on ``cat([real, fake])``.
+"""FusedDiscriminatorStep: the step with one discriminator call on ``cat([real, fake])``, always.
 
 One backward instead of two summed gradient sets, larger matmuls, fewer kernels (on a
 GPU the step is launch-bound, so kernels count). The same math as
 :class:`~torchgan_lite.training.step.GANStep` for a discriminator that treats samples
 independently (its dropout masks are drawn in another order); wrong for one with batch
-statistics, which it refuses. Opt in with ``StepConfig(implementation="fused")``.
+statistics, which it refuses. :class:`~torchgan_lite.training.step.GANStep` already scores in one
+call a discriminator that declares ``independent_samples = True`` (the library's MLP
+discriminators); this class is for your own discriminator that does not declare it. Opt in
+with ``StepConfig(implementation="fused")``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
 from torchgan_lite.training.step import GANStep
@@ -28,9 +30,4 @@ class FusedDiscriminatorStep(GANStep):
             raise ValueError(f"FusedDiscriminatorStep would mix real and fake batch statistics in the "
                              f"discriminator's {norms[0]}; use GANStep for this discriminator")
         super().__init__(generator, discriminator, *args, **kwargs)
-
-    def score(self, real: torch.Tensor, labels: torch.Tensor | None, fake: torch.Tensor,
-              fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        both_labels = None if labels is None or fake_labels is None else torch.cat([labels, fake_labels])  # (2B,)
-        both = self.logits(torch.cat([real, fake]), both_labels)  # (2B,)
-        return both[: real.shape[0]], both[real.shape[0] :]
+        self._score_once = True  # GANStep.score: one call on cat([real, fake])

@@ -5,7 +5,10 @@ One step, as in the reference recipe (``docs/reference-recipe.md``):
 1. ``n_critic`` times: fresh noise, ``fake = G(z)`` without a graph (the recipe's
    ``.detach()``, without building the graph it throws away);
    ``loss_D = loss.discriminator_loss(D(real), D(fake)) + regularizers``; one
-   ``backward()``; one ``d_optimizer.step()``.
+   ``backward()``; one ``d_optimizer.step()``. A discriminator that declares
+   ``independent_samples = True`` (the MLP discriminators do) and holds no per-call state
+   is called once on ``cat([real, fake])`` instead of twice (:func:`scores_in_one_call`):
+   the same function, one weight gradient per layer instead of two summed ones.
 2. Fresh noise; ``loss_G = loss.generator_loss(D(G(z)))`` with D's parameters frozen
    (no gradient is computed for them, so D's weights and ``.grad`` stay as the D update
    left them); one ``backward()``; one ``g_optimizer.step()``. A loss that sets
@@ -34,12 +37,13 @@ from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from torchgan_lite.losses.adversarial import GANLoss
 from torchgan_lite.training.guard import Guard, NoGuard
 from torchgan_lite.training.state import StepResult
 
-__all__ = ["DUpdate", "GANStep", "GradientSync", "NoSync", "optimizer_config"]
+__all__ = ["DUpdate", "GANStep", "GradientSync", "NoSync", "optimizer_config", "scores_in_one_call"]
 
 
 class GradientSync(Protocol):
@@ -78,6 +82,34 @@ class _Conditioned(nn.Module):
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
+
+
+def per_call_state(discriminator: nn.Module) -> str | None:
+    """The first module of ``discriminator`` whose result depends on how a batch is split into calls, or None.
+
+    Batch normalization (its statistics are the batch's) and spectral normalization (one power
+    iteration per call: torch's parametrization, its older ``weight_orig`` hook, the library's
+    output spectral norm) make one call on ``cat([real, fake])`` differ from two calls.
+    """
+    for name, m in discriminator.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            return f"{name or 'discriminator'} ({type(m).__name__})"
+        if parametrize.is_parametrized(m) or hasattr(m, "weight_orig") or hasattr(m, "output_spectral_norm"):
+            return f"{name or 'discriminator'} (spectral norm)"
+    return None
+
+
+def scores_in_one_call(discriminator: nn.Module) -> bool:
+    """Whether :class:`GANStep` scores real and fake in one call on ``cat([real, fake])``.
+
+    True when the discriminator declares ``independent_samples = True`` (each sample's logit
+    depends on that sample alone: no minibatch statistics, no cross-sample layers; the library's
+    MLP discriminators declare it) and :func:`per_call_state` finds nothing. One call is then the
+    same function as two (its dropout masks are drawn in another order): larger products, one
+    weight gradient per layer instead of two summed, no second set of activations. A
+    discriminator that does not declare it is called twice, as the recipe writes the step.
+    """
+    return getattr(discriminator, "independent_samples", False) is True and per_call_state(discriminator) is None
 
 
 def optimizer_config(opt: torch.optim.Optimizer) -> dict[str, Any]:
@@ -157,6 +189,7 @@ class GANStep:
         self._d_forward = self.discriminator_forward
         self._g_forward: Callable[..., torch.Tensor] = self.generator_forward
         self._needs_real_logits = bool(getattr(loss, "needs_real_logits", False))  # RpGAN: G sees D(real)
+        self._score_once = scores_in_one_call(discriminator)  # D(cat([real, fake])): one call, same function
         self._autocast: Callable[[], contextlib.AbstractContextManager[Any]] = (
             contextlib.nullcontext if amp is None else
             lambda: torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=autocast_cache))
@@ -186,8 +219,15 @@ class GANStep:
 
     def score(self, real: torch.Tensor, labels: torch.Tensor | None, fake: torch.Tensor,
               fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The discriminator's logits ``(B,)`` on the real and on the fake batch: two calls."""
-        return self.logits(real, labels), self.logits(fake, fake_labels)
+        """The discriminator's logits ``(B,)`` on the real and on the fake batch.
+
+        Two calls, or one on ``cat([real, fake])`` where :func:`scores_in_one_call` holds.
+        """
+        if not self._score_once:
+            return self.logits(real, labels), self.logits(fake, fake_labels)
+        both_labels = None if labels is None or fake_labels is None else torch.cat([labels, fake_labels])  # (2B,)
+        both = self.logits(torch.cat([real, fake]), both_labels)  # (2B,)
+        return both[: real.shape[0]], both[real.shape[0] :]
 
     def discriminator_forward(self, real: torch.Tensor, labels: torch.Tensor | None, z: torch.Tensor,
                               fake_labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -211,7 +251,9 @@ class GANStep:
             fake_in = self._augment(self.generate(z, fake_labels))  # (B, *sample)
             if real is None:
                 return self.loss.generator_loss(self.logits(fake_in, fake_labels))
-            real_logits, fake_logits = self.score(self._augment(real), labels, fake_in, fake_labels)  # (B,), (B,)
+            fake_logits = self.logits(fake_in, fake_labels)  # (B,)
+            with torch.no_grad():  # data through a frozen D: no graph, so no backward through D for these rows
+                real_logits = self.logits(self._augment(real), labels)  # (B,)
             paired: Callable[..., torch.Tensor] = self.loss.generator_loss  # the needs_real_logits signature
             return paired(fake_logits, real_logits)
 
