@@ -722,3 +722,12 @@ def test_mnist_keeps_the_reference_recipe_exactly(mnist_dir):
     for net, ref in ((g, g_ref), (d, d_ref)):
         assert net.state_dict().keys() == ref.state_dict().keys()
         assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), ref.state_dict().values()))
+
+
+def test_the_training_cli_keeps_freed_memory_for_the_next_step(tmp_path, monkeypatch):
+    # The CLI owns its process, so it sets glibc's malloc to keep freed memory (the library never does).
+    calls: list[int] = []
+    monkeypatch.setattr(cli_run, "retain_freed_memory", lambda: calls.append(1) or True)
+    folder = _image_folder(tmp_path / "photos", per_class=4)
+    assert _train_on(folder, tmp_path / "run", "--max-steps", "1") == 0
+    assert calls == [1]

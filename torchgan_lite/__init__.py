@@ -229,7 +229,13 @@ from torchgan_lite.training.step import (
 )
 from torchgan_lite.training.trainer import GANTrainer
 from torchgan_lite.utils.paths import CACHE_ENV_VAR, cache_dir
-from torchgan_lite.utils.runtime import cpu_bf16_instructions, fast_autocast, resolve_device, seed_everything
+from torchgan_lite.utils.runtime import (
+    cpu_bf16_instructions,
+    fast_autocast,
+    resolve_device,
+    retain_freed_memory,
+    seed_everything,
+)
 from torchgan_lite.utils.version import __version__
 
 __all__ = [
@@ -415,6 +421,7 @@ __all__ = [
     "resnet_generator",
     "resolve_data_root",
     "resolve_device",
+    "retain_freed_memory",
     "run_info",
     "sample_chunks",
     "sample_images",

@@ -56,7 +56,7 @@ from torchgan_lite.recipes import TrainingParts, build_parts
 from torchgan_lite.training.events import Event
 from torchgan_lite.training.state import NonFiniteLossError
 from torchgan_lite.training.trainer import GANTrainer
-from torchgan_lite.utils.runtime import seed_everything
+from torchgan_lite.utils.runtime import retain_freed_memory, seed_everything
 
 __all__ = ["exit_status", "run"]
 
@@ -182,6 +182,7 @@ def _run(args: argparse.Namespace, argv: list[str], command: Sequence[str] | Non
     evaluators = outputs.evaluators(args, training, classes)  # before training, so a mistake costs no epoch
 
     seed_everything(args.seed)  # before building the networks, so the initial weights are the same every run
+    retain_freed_memory()  # glibc keeps freed memory for the next step (the CLI owns the process)
     generator, discriminator = networks(args, training.image_shape, classes)
     parts = build_parts(args.recipe, generator, discriminator, loss=args.loss, lr=lr, n_critic=args.n_critic,
                         batch_size=args.batch_size)

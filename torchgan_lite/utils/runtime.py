@@ -1,9 +1,13 @@
 """Devices and seeds: ``resolve_device`` (checked ``torch.device`` from a string), ``seed_everything``,
-and ``fast_autocast`` (whether bfloat16 autocast is a speed-up on a device).
+``fast_autocast`` (whether bfloat16 autocast is a speed-up on a device) and ``retain_freed_memory``
+(glibc's malloc keeps freed CPU memory for the next step instead of returning it to the kernel).
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import platform
 import random
 
 import numpy as np
@@ -11,7 +15,7 @@ import torch
 
 from torchgan_lite.utils.checks import check_int, describe
 
-__all__ = ["cpu_bf16_instructions", "fast_autocast", "resolve_device", "seed_everything"]
+__all__ = ["cpu_bf16_instructions", "fast_autocast", "resolve_device", "retain_freed_memory", "seed_everything"]
 
 #: The /proc/cpuinfo flags of CPUs with bfloat16 matrix instructions (AVX512-BF16 dot products, AMX tiles).
 _BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -93,3 +97,75 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # seeds CUDA too
+
+
+# mallopt(3) parameters (glibc's malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+#: glibc's largest M_MMAP_THRESHOLD on a 64-bit system (HEAP_MAX_SIZE / 2).
+MAX_MMAP_THRESHOLD = 32 * 2**20
+_USER_MALLOC_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_")
+_retained: bool | None = None
+
+
+def _user_chose_allocator() -> str | None:
+    for name in _USER_MALLOC_ENV:
+        if name in os.environ:
+            return name
+    if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
+        return "GLIBC_TUNABLES"
+    if "malloc" in os.environ.get("LD_PRELOAD", ""):  # jemalloc, tcmalloc, mimalloc
+        return "LD_PRELOAD"
+    return None
+
+
+def retain_freed_memory(mmap_threshold: int = MAX_MMAP_THRESHOLD, trim_threshold: int = 2**30) -> bool:
+    """Let glibc's malloc keep freed CPU memory in the process, so a training step stops page-faulting.
+
+    A CPU step allocates and frees tens of MB of gradients and activations. glibc serves buffers
+    above its mmap threshold with fresh ``mmap`` pages and returns the top of its heap to the kernel
+    whenever more than its trim threshold is free there, so the next step touches new pages: about
+    2,000 page faults a step in the MLP recipe at batch 128, each zeroing a page (docs/benchmarks.md
+    measures what it costs). This raises both thresholds with ``mallopt(3)`` (public glibc API, no
+    torch internals), as ``GLIBC_TUNABLES=glibc.malloc.trim_threshold=...:glibc.malloc.mmap_threshold=...``
+    would: buffers up to ``mmap_threshold`` come from the heap, and freed memory stays for reuse until
+    more than ``trim_threshold`` is free at its top. The cost: the process's resident memory stays
+    near its peak instead of shrinking between steps.
+
+    It changes the whole process, so the library never calls it on its own; ``torchgan-lite-train``
+    (and ``examples/mnist_mlp.py``) call it once at start. It does nothing and returns False where the
+    C library is not glibc, or where the user already chose (``MALLOC_TRIM_THRESHOLD_``,
+    ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TOP_PAD_``, ``glibc.malloc.*`` in ``GLIBC_TUNABLES``, an
+    allocator in ``LD_PRELOAD``). Calling it again returns the first call's answer.
+
+    Args:
+        mmap_threshold: Bytes; allocations at least this large still get their own mapping
+            (at most :data:`MAX_MMAP_THRESHOLD`).
+        trim_threshold: Bytes of free memory at the heap's top past which glibc returns it.
+
+    Returns:
+        True if both settings were applied.
+
+    Raises:
+        ValueError: a threshold outside ``[2**17, MAX_MMAP_THRESHOLD]`` / ``[2**17, 2**31 - 1]``.
+    """
+    global _retained
+    check_int("mmap_threshold", mmap_threshold, 2**17)
+    check_int("trim_threshold", trim_threshold, 2**17)
+    if mmap_threshold > MAX_MMAP_THRESHOLD:
+        raise ValueError(f"mmap_threshold must be <= {MAX_MMAP_THRESHOLD} (glibc's limit), got {mmap_threshold}")
+    if trim_threshold > 2**31 - 1:
+        raise ValueError(f"trim_threshold must be <= 2**31 - 1 (a C int), got {trim_threshold}")
+    if _retained is not None:
+        return _retained
+    _retained = False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or _user_chose_allocator() is not None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # Trim first: setting either one turns off glibc's moving thresholds, which is what is wanted.
+    _retained = bool(mallopt(_M_TRIM_THRESHOLD, trim_threshold)) and bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
+    return _retained
