@@ -226,6 +226,8 @@ from torchgan_lite.training.step import (
     GradientSync,
     NoSync,
     optimizer_config,
+    per_call_state,
+    scores_in_one_call,
 )
 from torchgan_lite.training.trainer import GANTrainer
 from torchgan_lite.utils.paths import CACHE_ENV_VAR, cache_dir
@@ -406,6 +408,7 @@ __all__ = [
     "nonsaturating_generator_loss",
     "onednn_linear_available",
     "optimizer_config",
+    "per_call_state",
     "plot_losses",
     "precision_recall",
     "rand_brightness",
@@ -427,6 +430,7 @@ __all__ = [
     "sample_images",
     "save_checkpoint",
     "save_grid",
+    "scores_in_one_call",
     "seed_everything",
     "spectral_norm_output",
     "to_float_images",

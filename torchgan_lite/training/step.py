@@ -6,7 +6,7 @@ One step, as in the reference recipe (``docs/reference-recipe.md``):
    ``.detach()``, without building the graph it throws away);
    ``loss_D = loss.discriminator_loss(D(real), D(fake)) + regularizers``; one
    ``backward()``; one ``d_optimizer.step()``. A discriminator that declares
-   ``independent_samples = True`` (the MLP discriminators do) and holds no per-call state
+   ``independent_samples = True`` (the library's do) and holds no per-call state
    is called once on ``cat([real, fake])`` instead of twice (:func:`scores_in_one_call`):
    the same function, one weight gradient per layer instead of two summed ones.
 2. Fresh noise; ``loss_G = loss.generator_loss(D(G(z)))`` with D's parameters frozen
@@ -43,7 +43,7 @@ from torchgan_lite.losses.adversarial import GANLoss
 from torchgan_lite.training.guard import Guard, NoGuard
 from torchgan_lite.training.state import StepResult
 
-__all__ = ["DUpdate", "GANStep", "GradientSync", "NoSync", "optimizer_config", "scores_in_one_call"]
+__all__ = ["DUpdate", "GANStep", "GradientSync", "NoSync", "optimizer_config", "per_call_state", "scores_in_one_call"]
 
 
 class GradientSync(Protocol):
@@ -104,7 +104,8 @@ def scores_in_one_call(discriminator: nn.Module) -> bool:
 
     True when the discriminator declares ``independent_samples = True`` (each sample's logit
     depends on that sample alone: no minibatch statistics, no cross-sample layers; the library's
-    MLP discriminators declare it) and :func:`per_call_state` finds nothing. One call is then the
+    four discriminators declare it) and :func:`per_call_state` finds nothing (so DCGAN with batch
+    norm and ResNet with spectral norm, their defaults, are called twice). One call is then the
     same function as two (its dropout masks are drawn in another order): larger products, one
     weight gradient per layer instead of two summed, no second set of activations. A
     discriminator that does not declare it is called twice, as the recipe writes the step.
