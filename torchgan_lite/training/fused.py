@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from torchgan_lite.training.step import GANStep
+from torchgan_lite.training.step import GANStep, batch_norm_in
 
 __all__ = ["FusedDiscriminatorStep"]
 
@@ -25,9 +25,9 @@ class FusedDiscriminatorStep(GANStep):
     """A :class:`GANStep` that scores real and fake in one discriminator call (see the module docstring)."""
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, *args: Any, **kwargs: Any) -> None:
-        norms = [type(m).__name__ for m in discriminator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if norms:
+        norm = batch_norm_in(discriminator)
+        if norm is not None:
             raise ValueError(f"FusedDiscriminatorStep would mix real and fake batch statistics in the "
-                             f"discriminator's {norms[0]}; use GANStep for this discriminator")
+                             f"discriminator's {norm}; use GANStep for this discriminator")
         super().__init__(generator, discriminator, *args, **kwargs)
         self._score_once = True  # GANStep.score: one call on cat([real, fake])

@@ -43,7 +43,8 @@ from torchgan_lite.losses.adversarial import GANLoss
 from torchgan_lite.training.guard import Guard, NoGuard
 from torchgan_lite.training.state import StepResult
 
-__all__ = ["DUpdate", "GANStep", "GradientSync", "NoSync", "optimizer_config", "per_call_state", "scores_in_one_call"]
+__all__ = ["DUpdate", "GANStep", "GradientSync", "NoSync", "batch_norm_in", "optimizer_config", "per_call_state",
+           "scores_in_one_call"]
 
 
 class GradientSync(Protocol):
@@ -84,6 +85,14 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def batch_norm_in(module: nn.Module) -> str | None:
+    """The first batch normalization of ``module``, as ``"name (BatchNorm2d)"``, or None."""
+    for name, m in module.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            return f"{name or type(module).__name__} ({type(m).__name__})"
+    return None
+
+
 def per_call_state(discriminator: nn.Module) -> str | None:
     """The first module of ``discriminator`` whose result depends on how a batch is split into calls, or None.
 
@@ -91,11 +100,12 @@ def per_call_state(discriminator: nn.Module) -> str | None:
     iteration per call: torch's parametrization, its older ``weight_orig`` hook, the library's
     output spectral norm) make one call on ``cat([real, fake])`` differ from two calls.
     """
+    norm = batch_norm_in(discriminator)
+    if norm is not None:
+        return norm
     for name, m in discriminator.named_modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            return f"{name or 'discriminator'} ({type(m).__name__})"
         if parametrize.is_parametrized(m) or hasattr(m, "weight_orig") or hasattr(m, "output_spectral_norm"):
-            return f"{name or 'discriminator'} (spectral norm)"
+            return f"{name or type(discriminator).__name__} (spectral norm)"
     return None
 
 
