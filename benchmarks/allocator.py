@@ -21,27 +21,21 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .floor import machine_info, machine_line
-from .harness import step_runner, synthetic_batches
-from .variants import BASELINE, variant_by_name
+from .interleaved import interleaved_ratios
+from .variants import BASELINE
 
 __all__ = ["SETTINGS", "child", "main"]
 
 SETTINGS = ("plain", "retain")
-
-
-def _faults() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def child(setting: str, names: list[str], turns: int, steps: int, batch: int, seed: int) -> dict[str, Any]:
@@ -51,27 +45,9 @@ def child(setting: str, names: list[str], turns: int, steps: int, batch: int, se
         from torchgan_lite import retain_freed_memory
 
         applied = retain_freed_memory()
-    batches = synthetic_batches(batch, "cpu")
-    runners = {n: step_runner(variant_by_name(n), "cpu", batches) for n in names}
-    for r in runners.values():
-        r.run(3)  # warm-up: glibc's moving thresholds settle here
-    times: dict[str, list[float]] = {n: [] for n in names}
-    faults: dict[str, int] = dict.fromkeys(names, 0)
-    rng = random.Random(seed)
-    for _ in range(turns):
-        order = list(names)
-        rng.shuffle(order)
-        for n in order:
-            f0, t0 = _faults(), time.perf_counter()
-            runners[n].run(steps)
-            times[n].append((time.perf_counter() - t0) / steps * 1e3)
-            faults[n] += _faults() - f0
-    out: dict[str, Any] = {"setting": setting, "applied": applied, "variants": {}}
-    for n in names:
-        ratios = [b / t for b, t in zip(times[BASELINE], times[n])]
-        out["variants"][n] = {"ms_per_step": statistics.median(times[n]), "ratio": statistics.median(ratios),
-                              "faults_per_step": faults[n] / (turns * steps)}
-    return out
+    figures = interleaved_ratios(names, batch=batch, turns=turns, steps=steps, seed=seed)
+    return {"setting": setting, "applied": applied,
+            "variants": {n: {k: f[k] for k in ("ms_per_step", "ratio", "faults_per_step")} for n, f in figures.items()}}
 
 
 def _run_child(setting: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:

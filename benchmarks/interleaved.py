@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -34,6 +35,10 @@ from .variants import BASELINE, VARIANTS, variant_by_name
 __all__ = ["interleaved_ratios", "main"]
 
 
+def _minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def interleaved_ratios(names: list[str], batch: int = 128, turns: int = 20, steps: int = 5, warmup: int = 3,
                        device: str = "cpu", seed: int = 0) -> dict[str, dict[str, float]]:
     """Time ``names`` (the baseline first) in interleaved rounds; per variant, its figures.
@@ -41,7 +46,8 @@ def interleaved_ratios(names: list[str], batch: int = 128, turns: int = 20, step
     Returns:
         ``{name: {"ms_per_step": median, "ratio": median per-turn ratio to the baseline,
         "ratio_q1": ..., "ratio_q3": ..., "warmup_s": the warm-up steps' time (a compiled
-        step's compilation is in it, not in the turns)}}``.
+        step's compilation is in it, not in the turns), "faults_per_step": the process's minor
+        page faults during the variant's timed rounds, per step}}``.
     """
     if not names or names[0] != BASELINE:
         raise ValueError(f"names must start with {BASELINE!r}, got {names!r}")
@@ -61,19 +67,23 @@ def interleaved_ratios(names: list[str], batch: int = 128, turns: int = 20, step
         warmup_s[name] = time.perf_counter() - t0
     order = random.Random(seed)
     times: dict[str, list[float]] = {name: [] for name in names}
+    faults: dict[str, int] = dict.fromkeys(names, 0)
     for _ in range(turns):
         turn = names[:]
         order.shuffle(turn)
         for name in turn:
+            f0 = _minor_faults()
             t0 = time.perf_counter()
             runners[name].run(steps)
             times[name].append((time.perf_counter() - t0) / steps)
+            faults[name] += _minor_faults() - f0
     out: dict[str, dict[str, float]] = {}
     for name in names:
         ratios = [b / t for b, t in zip(times[BASELINE], times[name])]
         q1, _, q3 = statistics.quantiles(ratios, n=4)
         out[name] = {"ms_per_step": statistics.median(times[name]) * 1e3, "ratio": statistics.median(ratios),
-                     "ratio_q1": q1, "ratio_q3": q3, "warmup_s": warmup_s[name]}
+                     "ratio_q1": q1, "ratio_q3": q3, "warmup_s": warmup_s[name],
+                     "faults_per_step": faults[name] / (turns * steps)}
     return out
 
 
